@@ -1,0 +1,90 @@
+"""The ``flasker`` command line. Subcommands are imported only when they run."""
+
+from __future__ import annotations
+
+import importlib
+import typing as t
+
+import click
+
+from .context import ProjectInfo
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+COMMANDS = {
+    "beat": "flasker.cli.celery:beat",
+    "config": "flasker.cli.info:config",
+    "db": "flasker.cli.db:db",
+    "flower": "flasker.cli.celery:flower",
+    "new": "flasker.cli.new:new",
+    "routes": "flasker.cli.info:routes",
+    "server": "flasker.cli.serve:server",
+    "shell": "flasker.cli.shell:shell",
+    "web": "flasker.cli.serve:web",
+    "worker": "flasker.cli.celery:worker",
+}
+
+HELP = {
+    "beat": "Run Celery beat, the periodic task scheduler.",
+    "config": "Print the effective configuration and where each value comes from.",
+    "db": "Create, drop and migrate the database (Alembic).",
+    "flower": "Run Flower, Celery's monitoring web UI.",
+    "new": "Create a new project: basic (Flask + SQLAlchemy) or celery.",
+    "routes": "List the URL rules of the Flask app.",
+    "server": "Run the development server.",
+    "shell": "Open a shell with the project loaded, or run a script from stdin.",
+    "web": "Serve the app in production with gunicorn.",
+    "worker": "Run a Celery worker.",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported when called, and extended by the project's app."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *super().list_commands(ctx)})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is not None:
+            module, _, attr = target.partition(":")
+            return t.cast(click.Command, getattr(importlib.import_module(module), attr))
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        return self._app_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Short help without importing every command module.
+        rows = [(name, HELP.get(name, "")) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+        formatter.write_paragraph()
+        formatter.write_text(
+            "Commands that the project's app or its extensions add (app.cli) work too."
+        )
+
+    @staticmethod
+    def _app_command(ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """A command of the project's Flask app (``app.cli``), such as an extension's."""
+        info = ctx.ensure_object(ProjectInfo)
+        if not info.findable():
+            return None
+        project = info.load()
+        command = project.app.cli.get_command(ctx, cmd_name)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
+              help="The project's .cfg file (default: $FLASKER_CONFIG, else the only *.cfg"
+                   " in the current folder).")
+@click.version_option(package_name="flasker", message="flasker %(version)s")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None) -> None:
+    """flasker: Flask, SQLAlchemy and Celery behind one configuration file."""
+    ctx.obj = ProjectInfo(config_path)
+
+
+def main() -> None:
+    cli(prog_name="flasker")

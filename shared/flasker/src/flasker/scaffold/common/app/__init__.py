@@ -1,0 +1,1 @@
+"""__PROJECT_NAME__: the application package (see MODULES in default.cfg)."""

@@ -1,0 +1,216 @@
+"""Shared fixtures: real PostgreSQL and Redis (testcontainers or FLASKER_TEST_* servers),
+projects written into temporary folders, and a clean environment for every test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import typing as t
+import uuid
+from pathlib import Path
+
+import pytest
+
+from flasker import Project
+
+ROOT = Path(__file__).resolve().parent.parent
+FLASKER = shutil.which("flasker", path=str(Path(sys.executable).parent)) or "flasker"
+SECRET = "test-secret-key-0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The developer's shell must not leak FLASKER__* or FLASKER_CONFIG into a test."""
+    for name in list(os.environ):
+        if name.startswith("FLASKER__") or name == "FLASKER_CONFIG":
+            monkeypatch.delenv(name)
+
+
+# -- real servers ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> t.Iterator[str]:
+    """A PostgreSQL URL: $FLASKER_TEST_DATABASE_URL, else a container from $POSTGRES_IMAGE."""
+    if url := os.environ.get("FLASKER_TEST_DATABASE_URL"):
+        yield url
+        return
+    from testcontainers.community.postgres import PostgresContainer
+
+    with PostgresContainer(os.environ.get("POSTGRES_IMAGE", "postgres:17"),
+                           driver="psycopg") as container:
+        yield container.get_connection_url()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> t.Iterator[str]:
+    """A Redis URL: $FLASKER_TEST_REDIS_URL, else a container from $REDIS_IMAGE."""
+    if url := os.environ.get("FLASKER_TEST_REDIS_URL"):
+        yield url
+        return
+    from testcontainers.community.redis import RedisContainer
+
+    with RedisContainer(os.environ.get("REDIS_IMAGE", "redis:7")) as container:
+        host = container.get_container_host_ip()
+        port = container.get_exposed_port(6379)
+        yield f"redis://{host}:{port}/0"
+
+
+@pytest.fixture
+def clean_pg(pg_url: str) -> t.Iterator[str]:
+    """``pg_url`` with every table dropped afterwards, so tests do not see each other's rows."""
+    yield pg_url
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("DROP SCHEMA public CASCADE"))
+        connection.execute(sa.text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Run a database test on the embedded SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.sqlite'}"
+    return t.cast(str, request.getfixturevalue("clean_pg"))
+
+
+# -- projects ----------------------------------------------------------------------------------
+
+
+def write_project(folder: Path, cfg: str, files: t.Mapping[str, str] | None = None) -> Path:
+    """Write ``default.cfg`` (dedented) and ``files`` (relative path → source) into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "default.cfg"
+    path.write_text(textwrap.dedent(cfg).lstrip())
+    for name, source in (files or {}).items():
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(textwrap.dedent(source).lstrip())
+    return path
+
+
+def unique_package() -> str:
+    """A package name no other test uses, so that projects never share modules."""
+    return f"proj_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def make_project(tmp_path: Path) -> t.Callable[..., Project]:
+    """``make_project(cfg_text, files={...}, **overrides)`` → a started :class:`Project`."""
+
+    def make(cfg: str = "[PROJECT]\nNAME = Test\n", files: t.Mapping[str, str] | None = None,
+             overrides: t.Mapping[str, t.Mapping[str, t.Any]] | None = None,
+             folder: Path | None = None) -> Project:
+        path = write_project(folder or tmp_path, cfg, files)
+        merged = {"APP": {"TESTING": True, "SECRET_KEY": SECRET}}
+        for section, values in (overrides or {}).items():
+            merged.setdefault(section, {}).update(values)
+        return Project(path, overrides=merged)
+
+    return make
+
+
+@pytest.fixture
+def project(make_project: t.Callable[..., Project]) -> Project:
+    return make_project()
+
+
+@pytest.fixture
+def app(project: Project) -> t.Any:
+    return project.app
+
+
+@pytest.fixture
+def client(app: t.Any) -> t.Any:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner() -> t.Any:
+    from click.testing import CliRunner
+
+    from flasker.cli import cli
+
+    class Runner(CliRunner):
+        def invoke(self, *args: t.Any, **kwargs: t.Any) -> t.Any:  # type: ignore[override]
+            return super().invoke(cli, *args, **kwargs)
+
+    return Runner()
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: t.Callable[[], t.Any], timeout: float = 30.0, interval: float = 0.2,
+             what: str = "condition") -> t.Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except Exception as e:  # the thing polled is not up yet
+            last_error = e
+        else:
+            if value:
+                return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}: {last_error!r}")
+
+
+class Process:
+    """A ``flasker`` subprocess whose output is kept in a file, stopped at teardown."""
+
+    def __init__(self, args: t.Sequence[str], cwd: Path, env: t.Mapping[str, str] | None = None,
+                 log: Path | None = None) -> None:
+        self.log = log or cwd / f"{args[0]}-{uuid.uuid4().hex[:6]}.log"
+        self._file = self.log.open("wb")
+        full_env = {**os.environ, **(env or {})}
+        self.popen = subprocess.Popen([FLASKER, *args], cwd=cwd, env=full_env,
+                                      stdout=self._file, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, timeout: float = 20.0) -> int:
+        import signal
+
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        self._file.close()
+        return self.popen.returncode
+
+
+@pytest.fixture
+def spawn() -> t.Iterator[t.Callable[..., Process]]:
+    """``spawn(["worker"], cwd=folder, env={...})`` runs ``flasker worker``; stopped afterwards."""
+    started: list[Process] = []
+
+    def start(args: t.Sequence[str], cwd: Path, env: t.Mapping[str, str] | None = None) -> Process:
+        process = Process(args, cwd, env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
