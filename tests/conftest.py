@@ -103,8 +103,12 @@ def unique_package() -> str:
 
 
 @pytest.fixture
-def make_project(tmp_path: Path) -> t.Callable[..., Project]:
-    """``make_project(cfg_text, files={...}, **overrides)`` → a started :class:`Project`."""
+def make_project(tmp_path: Path) -> t.Iterator[t.Callable[..., Project]]:
+    """``make_project(cfg_text, files={...}, overrides=...)`` → a started :class:`Project`.
+
+    Every project made is closed after the test (connections, and its models).
+    """
+    made: list[Project] = []
 
     def make(cfg: str = "[PROJECT]\nNAME = Test\n", files: t.Mapping[str, str] | None = None,
              overrides: t.Mapping[str, t.Mapping[str, t.Any]] | None = None,
@@ -113,9 +117,13 @@ def make_project(tmp_path: Path) -> t.Callable[..., Project]:
         merged = {"APP": {"TESTING": True, "SECRET_KEY": SECRET}}
         for section, values in (overrides or {}).items():
             merged.setdefault(section, {}).update(values)
-        return Project(path, overrides=merged)
+        project = Project(path, overrides=merged)
+        made.append(project)
+        return project
 
-    return make
+    yield make
+    for project in made:
+        project.close()
 
 
 @pytest.fixture

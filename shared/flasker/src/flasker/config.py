@@ -384,8 +384,10 @@ def celery_key(key: str) -> str:
 
 
 def _celery_convert(key: str) -> t.Callable[[str], t.Any] | None:
-    from celery.app.defaults import flatten, NAMESPACES  # noqa: PLC0415
+    from celery.app.defaults import NAMESPACES, flatten  # noqa: PLC0415
 
+    if key in _CELERY_DECLARED:
+        return _CELERY_DECLARED[key]
     for name, option in flatten(NAMESPACES):
         if name == key:
             return {
@@ -412,12 +414,34 @@ def _list_or_json(raw: str) -> t.Any:
 
 _FLASK_TYPES: dict[type, t.Callable[[str], t.Any]] = {bool: to_bool, int: to_int, float: to_float}
 
+# Flask settings whose default is None, so that their type cannot be read off the default.
+_FLASK_DECLARED: dict[str, t.Callable[[str], t.Any]] = {
+    "DEBUG": to_bool,
+    "PROPAGATE_EXCEPTIONS": to_bool,
+    "TRAP_BAD_REQUEST_ERRORS": to_bool,
+    "TEMPLATES_AUTO_RELOAD": to_bool,
+    "MAX_CONTENT_LENGTH": to_int,
+    "SEND_FILE_MAX_AGE_DEFAULT": to_int,
+    "SECRET_KEY": to_str,
+    "SERVER_NAME": to_str,
+    "SESSION_COOKIE_DOMAIN": to_str,
+    "SESSION_COOKIE_PATH": to_str,
+    "SESSION_COOKIE_SAMESITE": to_str,
+    "APPLICATION_ROOT": to_str,
+    "PREFERRED_URL_SCHEME": to_str,
+}
+
+# Celery settings that Celery itself declares as 'any'.
+_CELERY_DECLARED: dict[str, t.Callable[[str], t.Any]] = {
+    "worker_concurrency": to_int,
+}
+
 
 def _flask_convert(key: str) -> t.Callable[[str], t.Any] | None:
     from flask import Flask  # noqa: PLC0415
 
-    if key in ("SECRET_KEY", "SERVER_NAME", "APPLICATION_ROOT", "PREFERRED_URL_SCHEME"):
-        return to_str
+    if key in _FLASK_DECLARED:
+        return _FLASK_DECLARED[key]
     default = Flask.default_config.get(key)
     if default is None:
         return None

@@ -167,6 +167,19 @@ class Project:
             self.after_startup(manager.after_startup)
         return manager
 
+    def close(self) -> None:
+        """Release the project: its session, its connections, and the models of its MODULES.
+
+        Models live in the one registry of ``flasker.util.Model``; closing a project
+        lets another one in the same process (the next test) declare tables of the
+        same names.
+        """
+        self.db.remove()
+        self.engine.dispose()
+        if self.started:
+            _forget_modules(self.config.get(PROJECT, "MODULES") or [])
+            self.started = False
+
     # -- conveniences -----------------------------------------------------------------------
 
     def models(self) -> dict[str, type[t.Any]]:

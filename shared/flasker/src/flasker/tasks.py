@@ -98,6 +98,18 @@ def _schedule(entries: t.Any) -> dict[str, t.Any]:
     return schedule
 
 
+class ProjectCelery(Celery):  # type: ignore[misc]
+    """Celery whose ``@celery.task`` belongs to this app alone.
+
+    Celery shares a task with every app by default; two projects in one process
+    (or in one test run) would then send each other's tasks.
+    """
+
+    def task(self, *args: t.Any, **opts: t.Any) -> t.Any:
+        opts.setdefault("shared", False)
+        return super().task(*args, **opts)
+
+
 def create_celery(project: Project) -> Celery:
     """A Celery app whose tasks run in the Flask app context with their own session."""
     app = project.app
@@ -119,7 +131,7 @@ def create_celery(project: Project) -> Celery:
                     db.commit()
                 return result
 
-    celery = Celery(app.name, task_cls=FlaskTask, set_as_current=False)
+    celery = ProjectCelery(app.name, task_cls=FlaskTask, set_as_current=False)
     celery.config_from_object(celery_settings(project.config))
     app.extensions["celery"] = celery
     return celery

@@ -16,6 +16,7 @@ COMMANDS = {
     "config": "flasker.cli.info:config",
     "db": "flasker.cli.db:db",
     "flower": "flasker.cli.celery:flower",
+    "load": "flasker.cli.load:load",
     "new": "flasker.cli.new:new",
     "routes": "flasker.cli.info:routes",
     "server": "flasker.cli.serve:server",
@@ -29,6 +30,7 @@ HELP = {
     "config": "Print the effective configuration and where each value comes from.",
     "db": "Create, drop and migrate the database (Alembic).",
     "flower": "Run Flower, Celery's monitoring web UI.",
+    "load": "Load the rows of a CSV file into a model's table.",
     "new": "Create a new project: basic (Flask + SQLAlchemy) or celery.",
     "routes": "List the URL rules of the Flask app.",
     "server": "Run the development server.",
@@ -67,15 +69,24 @@ class LazyGroup(click.Group):
     @staticmethod
     def _app_command(ctx: click.Context, cmd_name: str) -> click.Command | None:
         """A command of the project's Flask app (``app.cli``), such as an extension's."""
-        info = ctx.ensure_object(ProjectInfo)
+        # Commands are resolved before the group's callback runs: read '-c' from the params.
+        info = ProjectInfo(ctx.params.get("config_path"))
         if not info.findable():
             return None
         project = info.load()
         command = project.app.cli.get_command(ctx, cmd_name)
+        if command is not None:
+            from flask.cli import ScriptInfo  # noqa: PLC0415
+
+            # Flask's commands ('with_appcontext') look for a ScriptInfo in the context.
+            script_info = ScriptInfo(create_app=lambda: project.app, set_debug_flag=False,
+                                     load_dotenv_defaults=False)
+            script_info._loaded_app = project.app
+            ctx.obj = script_info
         return command
 
 
-@click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
+@click.group("flasker", cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
               help="The project's .cfg file (default: $FLASKER_CONFIG, else the only *.cfg"
                    " in the current folder).")
@@ -83,7 +94,8 @@ class LazyGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None) -> None:
     """flasker: Flask, SQLAlchemy and Celery behind one configuration file."""
-    ctx.obj = ProjectInfo(config_path)
+    if ctx.obj is None:  # an app.cli command has put Flask's ScriptInfo there already
+        ctx.obj = ProjectInfo(config_path)
 
 
 def main() -> None:

@@ -1,0 +1,283 @@
+"""The project object: its parts, the current_project proxy, managers and start-up."""
+
+from __future__ import annotations
+
+import os
+import typing as t
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+
+from flasker import ConfigError, Project, current_project, has_project
+
+from .conftest import SECRET, unique_package, write_project
+
+VIEWS = """
+from flasker import current_project
+
+app = current_project.app
+celery = current_project.celery
+db = current_project.db
+
+
+@app.route("/")
+def index():
+    return {"project": current_project.name, "rows": db.execute(db_text("SELECT 1")).scalar()}
+
+
+@celery.task
+def task():
+    return current_project.name
+
+
+from sqlalchemy import text as db_text
+"""
+
+
+def make(tmp_path: Path, name: str = "Alpha", **overrides: t.Any) -> Project:
+    package = unique_package()
+    path = write_project(
+        tmp_path / package,
+        f"[PROJECT]\nNAME = {name}\nMODULES = {package}.views\n",
+        {f"{package}/__init__.py": "", f"{package}/views.py": VIEWS},
+    )
+    return Project(path, overrides={"APP": {"TESTING": True, "SECRET_KEY": SECRET}, **overrides})
+
+
+def test_the_documented_pattern_works_inside_modules(tmp_path: Path) -> None:
+    project = make(tmp_path)
+    response = project.app.test_client().get("/")
+    assert response.status_code == 200
+    assert response.json == {"project": "Alpha", "rows": 1}
+    assert any(name.endswith(".views.task") for name in project.celery.tasks)
+
+
+def test_parts_are_the_raw_objects(tmp_path: Path) -> None:
+    project = make(tmp_path)
+    assert isinstance(project.app, Flask)
+    assert isinstance(project.engine, sa.Engine)
+    assert project.app.extensions["flasker"] is project
+    assert project.app.extensions["celery"] is project.celery
+    assert project.db().get_bind() is project.engine
+
+
+def test_several_projects_live_side_by_side(tmp_path: Path) -> None:
+    first = make(tmp_path / "a", name="First")
+    second = make(tmp_path / "b", name="Second")
+    assert first.app.test_client().get("/").json["project"] == "First"
+    assert second.app.test_client().get("/").json["project"] == "Second"
+    assert first.engine.url != second.engine.url
+
+
+def test_the_same_folder_can_be_loaded_twice(tmp_path: Path) -> None:
+    package = unique_package()
+    files = {
+        f"{package}/__init__.py": "",
+        f"{package}/models.py": """
+            from sqlalchemy import Column, Integer
+            from flasker.util import Model
+
+            class Twice(Model):
+                id = Column(Integer, primary_key=True)
+        """,
+    }
+    path = write_project(tmp_path, f"[PROJECT]\nNAME = T\nMODULES = {package}.models\n", files)
+    overrides = {"APP": {"TESTING": True}}
+    first = Project(path, overrides=overrides)
+    second = Project(path, overrides=overrides)
+    assert "Twice" in first.models() and "Twice" in second.models()
+
+
+def test_importing_flasker_has_no_side_effects() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, flasker; "
+        "assert 'flask' not in sys.modules and 'celery' not in sys.modules, sorted(sys.modules); "
+        "print(flasker.__version__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0.1.0"
+
+
+def test_current_project_outside_a_project_says_what_to_do() -> None:
+    assert not has_project()
+    with pytest.raises(RuntimeError, match="app_context"):
+        current_project.name  # noqa: B018 (the access itself raises)
+
+
+def test_current_project_inside_the_app_context(tmp_path: Path) -> None:
+    project = make(tmp_path)
+    with project.app.app_context():
+        assert has_project()
+        assert current_project.name == "Alpha"
+
+
+def test_missing_module_is_a_config_error(tmp_path: Path) -> None:
+    path = write_project(tmp_path, "[PROJECT]\nNAME = x\nMODULES = no_such_module_here\n")
+    with pytest.raises(ConfigError, match=r"'PROJECT.MODULES'.*'no_such_module_here'"):
+        Project(path, overrides={"APP": {"TESTING": True}})
+
+
+def test_an_error_inside_a_module_is_not_hidden(tmp_path: Path) -> None:
+    package = unique_package()
+    path = write_project(
+        tmp_path, f"[PROJECT]\nNAME = x\nMODULES = {package}.broken\n",
+        {f"{package}/__init__.py": "", f"{package}/broken.py": "import no_such_dependency\n"},
+    )
+    with pytest.raises(ModuleNotFoundError, match="no_such_dependency"):
+        Project(path, overrides={"APP": {"TESTING": True}})
+
+
+@pytest.mark.parametrize("secret", [None, "change-me", "short"])
+def test_production_refuses_a_missing_or_placeholder_secret_key(
+    tmp_path: Path, secret: str | None
+) -> None:
+    path = write_project(tmp_path, "[PROJECT]\nNAME = x\n")
+    overrides = {"APP": {"SECRET_KEY": secret}} if secret else None
+    with pytest.raises(ConfigError) as info:
+        Project(path, overrides=overrides)
+    assert "'APP.SECRET_KEY'" in str(info.value)
+    assert "secrets.token_hex()" in str(info.value)
+
+
+def test_debug_and_testing_accept_a_missing_secret_key(tmp_path: Path) -> None:
+    path = write_project(tmp_path, "[PROJECT]\nNAME = x\n")
+    assert Project(path, overrides={"APP": {"DEBUG": True}}).app.debug
+    assert Project(path, overrides={"APP": {"TESTING": True}}).app.testing
+
+
+def test_app_config_comes_from_the_app_section(tmp_path: Path) -> None:
+    path = write_project(tmp_path, "[PROJECT]\nNAME = x\n[APP]\nTESTING = true\nPAGE_SIZE = 25\n")
+    project = Project(path, environ={"FLASKER__APP__GREETING": "hi"})
+    assert project.app.config["PAGE_SIZE"] == 25
+    assert project.app.config["GREETING"] == "hi"
+    assert project.app.testing is True
+
+
+def test_folders_come_from_the_project_section(tmp_path: Path) -> None:
+    path = write_project(tmp_path, """
+        [PROJECT]
+        NAME = x
+        APP_FOLDER = web
+        APP_STATIC_FOLDER = assets
+        STATIC_URL = /s
+    """, {"web/assets/hello.txt": "hello\n"})
+    project = Project(path, overrides={"APP": {"TESTING": True}})
+    response = project.app.test_client().get("/s/hello.txt")
+    assert response.status_code == 200
+    assert response.data == b"hello\n"
+    response.close()
+
+
+def test_default_database_is_sqlite_beside_the_cfg(tmp_path: Path) -> None:
+    path = write_project(tmp_path, "[PROJECT]\nNAME = x\n")
+    project = Project(path, overrides={"APP": {"TESTING": True}})
+    assert project.engine.url.database == str(tmp_path / "db.sqlite")
+
+
+def test_relative_sqlite_url_is_relative_to_the_cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                    ) -> None:
+    monkeypatch.chdir(os.path.expanduser("~"))
+    path = write_project(tmp_path, "[PROJECT]\nNAME = x\nDB_URL = sqlite:///db/db.sqlite\n")
+    project = Project(path, overrides={"APP": {"TESTING": True}})
+    assert project.engine.url.database == str(tmp_path / "db" / "db.sqlite")
+    assert (tmp_path / "db").is_dir()
+
+
+def test_engine_options_reach_create_engine(tmp_path: Path) -> None:
+    path = write_project(tmp_path, "[PROJECT]\nNAME = x\n[ENGINE]\necho = true\n")
+    project = Project(path, overrides={"APP": {"TESTING": True}})
+    assert project.engine.echo is True
+    assert project.engine.pool._pre_ping is True
+
+
+class Recorder:
+    """A minimal manager following Flask's init_app pattern."""
+
+    def __init__(self, greeting: str = "constructor") -> None:
+        self.greeting = greeting
+        self.calls: list[str] = []
+
+    def init_app(self, app: Flask, *, config_section: str | None = None) -> None:
+        if "recorder" in app.extensions:
+            raise RuntimeError("Recorder is already registered on this app.")
+        project = app.extensions["flasker"]
+        section = project.config[config_section] if config_section else {}
+        app.extensions["recorder"] = {"greeting": section.get("GREETING", self.greeting)}
+        self.calls.append("init_app")
+
+    def after_startup(self, project: Project) -> None:
+        self.calls.append(f"after_startup:{project.started}")
+
+
+def test_register_manager_gives_its_section_precedence(tmp_path: Path) -> None:
+    path = write_project(tmp_path, "[PROJECT]\nNAME = x\n[RECORDER]\nGREETING = section\n")
+    project = Project(path, overrides={"APP": {"TESTING": True}})
+    manager = Recorder()
+    project.register_manager(manager, config_section="recorder")
+    assert project.app.extensions["recorder"] == {"greeting": "section"}
+    assert manager.calls == ["init_app", "after_startup:True"]
+    assert project.managers == [manager]
+
+
+def test_hooks_run_before_and_after_start_up(tmp_path: Path) -> None:
+    path = write_project(tmp_path, "[PROJECT]\nNAME = x\n")
+    project = Project(path, overrides={"APP": {"TESTING": True}}, load_modules=False)
+    seen: list[str] = []
+    project.before_startup(lambda p: seen.append(f"before:{p.started}"))
+    project.after_startup(lambda p: seen.append(f"after:{p.started}"))
+    project.start()
+    assert seen == ["before:False", "after:True"]
+
+
+def test_session_is_removed_at_teardown_and_rolled_back_on_error(tmp_path: Path) -> None:
+    path = write_project(tmp_path, "[PROJECT]\nNAME = x\n")
+    project = Project(path, overrides={"APP": {"TESTING": True, "PROPAGATE_EXCEPTIONS": False}})
+    app, db = project.app, project.db
+    with project.engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE t (x INTEGER)"))
+    sessions: list[t.Any] = []
+
+    @app.route("/write/<int:fail>")
+    def write(fail: int) -> str:
+        sessions.append(db())
+        db.execute(sa.text("INSERT INTO t VALUES (1)"))
+        if fail:
+            raise ValueError("boom")
+        db.commit()
+        return "ok"
+
+    client = app.test_client()
+    assert client.get("/write/0").status_code == 200
+    assert client.get("/write/1").status_code == 500
+    with project.engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT count(*) FROM t")).scalar() == 1
+    assert sessions[0] is not sessions[1]
+    assert not db.registry.has()
+
+
+def test_health_endpoints(tmp_path: Path) -> None:
+    path = write_project(tmp_path, "[PROJECT]\nNAME = x\n")
+    project = Project(path, overrides={"APP": {"TESTING": True}})
+    client = project.app.test_client()
+    assert client.get("/healthz").json == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json["checks"] == {"database": "ok", "broker": "ok"}
+
+
+def test_readyz_is_503_with_a_reason_when_the_broker_is_down(tmp_path: Path) -> None:
+    from .conftest import free_port
+
+    path = write_project(tmp_path, "[PROJECT]\nNAME = x\n")
+    broker = f"redis://127.0.0.1:{free_port()}/0"
+    project = Project(path, overrides={"APP": {"TESTING": True}, "CELERY": {"broker_url": broker}})
+    response = project.app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json["status"] == "unavailable"
+    assert "broker unreachable" in response.json["checks"]["broker"]
+    assert "database" not in response.json["checks"]
