@@ -1,0 +1,1 @@
+"""flasker's benchmarks: ``make bench`` runs ``python -m benchmarks``."""
