@@ -106,7 +106,9 @@ def task_wrapper(ctx: Context) -> list[dict[str, t.Any]]:
     import json
 
     env = {"BENCH_CELERY_SETTINGS": json.dumps(bare_settings), "PYTHONPATH": str(folder)}
-    worker_args = ["--pool", "solo", "--without-mingle", "--without-gossip", "--loglevel", "WARNING"]
+    worker_args = [
+        "--pool", "solo", "--without-mingle", "--without-gossip", "--loglevel", "WARNING",
+    ]
     bare_worker = _start([str(BIN / "celery"), "-A", "bare_app", "worker", "-Q", "bench-bare",
                           "-n", "bare@%h", *worker_args], folder, env, folder / "bare.log")
     flasker_worker = _start([str(BIN / "flasker"), "-c", str(folder / "default.cfg"), "worker",

@@ -79,7 +79,8 @@ def task_project(tmp_path: Path, clean_pg: str, redis_url: str) -> t.Iterator[Pr
 def worker(task_project: Project, spawn: t.Callable[..., Process]) -> Process:
     assert task_project.config.path is not None
     process = spawn(
-        ["-c", str(task_project.config.path), "worker", "--concurrency", "2", "--", "-P", "prefork"],
+        ["-c", str(task_project.config.path), "worker", "--concurrency", "2",
+         "--", "-P", "prefork"],
         cwd=task_project.root,
         env={"FLASKER__APP__SECRET_KEY": SECRET},
     )

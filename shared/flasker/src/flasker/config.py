@@ -232,7 +232,7 @@ class Config:
 def find_config_file(explicit: str | os.PathLike[str] | None = None,
                      environ: t.Mapping[str, str] | None = None,
                      cwd: Path | None = None) -> Path:
-    """Find the configuration file: ``explicit``, else ``FLASKER_CONFIG``, else the only ``*.cfg``."""
+    """Find the configuration file: ``explicit``, ``FLASKER_CONFIG``, or the one ``*.cfg``."""
     environ = os.environ if environ is None else environ
     if explicit is not None:
         path = Path(explicit)
@@ -369,7 +369,7 @@ def _normalise_key(section: str, key: str, source: Source) -> str:
 
 
 def celery_key(key: str) -> str:
-    """Map a Celery setting to its Celery 5 lower-case name; legacy upper-case names are accepted."""
+    """Map a Celery setting to its Celery 5 lower-case name (legacy upper-case names accepted)."""
     from celery.app.defaults import _TO_NEW_KEY, SETTING_KEYS  # noqa: PLC0415 (start-up cost)
 
     lower = key.lower()
@@ -506,7 +506,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *,
     layers: list[dict[str, dict[str, tuple[t.Any, Source]]]] = []
     if file_path is not None:
         layers.append(_read_file(file_path))
-    layers.append(_read_env(environ))  # type: ignore[arg-type]
+    layers.append(_read_env(environ))
     layers.append(_code_layer(overrides))
 
     for layer in layers:

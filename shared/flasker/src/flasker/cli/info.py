@@ -51,6 +51,6 @@ def routes(project: Project) -> None:
         rows.append((rule.endpoint, methods, rule.rule))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for i, row in enumerate(rows):
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
         if i == 0:
             click.echo("  ".join("-" * w for w in widths))

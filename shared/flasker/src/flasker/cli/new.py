@@ -28,6 +28,7 @@ def new(kind: str, directory: Path, name: str | None, no_app: bool) -> None:
     for path in written.skipped:
         click.echo(f"  exists   {path.relative_to(target)} (left alone)")
     where = "" if directory == Path(".") else f"cd {directory} && "
-    click.echo(f"\nProject {project_name!r} is ready. Next: {where}flasker db create && flasker server")
+    click.echo(f"\nProject {project_name!r} is ready."
+               f" Next: {where}flasker db create && flasker server")
     if kind == "celery":
         click.echo("Then, in other terminals: flasker worker, flasker beat")

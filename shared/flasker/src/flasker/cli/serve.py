@@ -25,7 +25,8 @@ def server(info: ProjectInfo, host: str, port: int, debug: bool) -> None:
 @click.command(context_settings={"help_option_names": ["-h", "--help"],
                                  "ignore_unknown_options": True})
 @click.option("-b", "--bind", help="Address to bind, such as 0.0.0.0:8000 (gunicorn's -b).")
-@click.option("-w", "--workers", type=int, help="Worker processes (default: $WEB_CONCURRENCY or 1).")
+@click.option("-w", "--workers", type=int,
+              help="Worker processes (default: $WEB_CONCURRENCY or 1).")
 @click.option("--gunicorn-config", type=click.Path(exists=True, dir_okay=False),
               envvar="FLASKER_GUNICORN_CONFIG", show_envvar=True,
               help="A gunicorn settings file (services/web/gunicorn.conf.py in the image).")

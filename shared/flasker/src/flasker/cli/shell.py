@@ -8,7 +8,7 @@ import typing as t
 
 import click
 
-from .context import ProjectInfo, pass_project
+from .context import pass_project
 
 if t.TYPE_CHECKING:
     from ..project import Project

@@ -29,7 +29,7 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
 def table_name(class_name: str) -> str:
-    """The table of a class: snake case, plural (``House`` → ``houses``, ``BoxTax`` → ``box_taxes``)."""
+    """Snake-case plural table name: ``House`` → ``houses``, ``BoxTax`` → ``box_taxes``."""
     snake = _CAMEL.sub("_", class_name).lower()
     if re.search(r"(s|x|z|ch|sh)$", snake):
         return snake + "es"
@@ -74,7 +74,8 @@ class Model(DeclarativeBase):
         return table_name(cls.__name__)
 
     def __repr__(self) -> str:
-        keys = ", ".join(f"{k}={v!r}" for k, v in zip(self.primary_key_names(), self.primary_key()))
+        pairs = zip(self.primary_key_names(), self.primary_key(), strict=True)
+        keys = ", ".join(f"{k}={v!r}" for k, v in pairs)
         return f"<{type(self).__name__} {keys}>"
 
     # -- introspection ----------------------------------------------------------------------
