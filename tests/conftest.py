@@ -148,7 +148,7 @@ def runner() -> t.Any:
     from flasker.cli import cli
 
     class Runner(CliRunner):
-        def invoke(self, *args: t.Any, **kwargs: t.Any) -> t.Any:  # type: ignore[override]
+        def invoke(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
             return super().invoke(cli, *args, **kwargs)
 
     return Runner()

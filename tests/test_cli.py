@@ -13,7 +13,7 @@ COMMANDS = ["beat", "config", "db", "flower", "new", "routes", "server", "shell"
 
 
 @pytest.fixture
-def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> t.Iterator[Path]:
     """A project folder with one model, and the working directory set to it."""
     package = unique_package()
     write_project(

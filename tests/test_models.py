@@ -25,7 +25,7 @@ class House(Model):
 
 class Cat(Model):
     name = Column(Unicode(64), primary_key=True)
-    house_id = Column(ForeignKey("houses.id"))
+    house_id = Column(Integer, ForeignKey("houses.id"))
     house = relationship("House", backref="cats")
 
 
@@ -37,7 +37,7 @@ class BoxTax(Model):
     rate: Mapped[float] = mapped_column(default=0.0)
 
 
-TABLES = [House.__table__, Cat.__table__, BoxTax.__table__]
+TABLES = [Model.metadata.tables[name] for name in ("houses", "cats", "box_taxes")]
 
 
 @pytest.fixture
@@ -137,10 +137,10 @@ def test_get_or_create_loses_a_race_gracefully(pg_project: Project) -> None:
         if not barrier.is_set():
             barrier.set()
             with project.engine.begin() as other:
-                other.execute(sa.insert(House.__table__).values(address="raced"))
+                other.execute(sa.insert(TABLES[0]).values(address="raced"))
         original(self, **kwargs)
 
-    House.__init__ = racing_init  # type: ignore[method-assign]
+    House.__init__ = racing_init  # type: ignore[method-assign,assignment]
     try:
         house, created = House.get_or_create(address="raced")
     finally:

@@ -36,6 +36,12 @@ from sqlalchemy import text as db_text
 """
 
 
+def json_of(response: t.Any) -> dict[str, t.Any]:
+    body = response.get_json()
+    assert isinstance(body, dict)
+    return body
+
+
 def make(tmp_path: Path, name: str = "Alpha", **overrides: t.Any) -> Project:
     package = unique_package()
     path = write_project(
@@ -50,7 +56,7 @@ def test_the_documented_pattern_works_inside_modules(tmp_path: Path) -> None:
     project = make(tmp_path)
     response = project.app.test_client().get("/")
     assert response.status_code == 200
-    assert response.json == {"project": "Alpha", "rows": 1}
+    assert response.get_json() == {"project": "Alpha", "rows": 1}
     assert any(name.endswith(".views.task") for name in project.celery.tasks)
 
 
@@ -66,8 +72,8 @@ def test_parts_are_the_raw_objects(tmp_path: Path) -> None:
 def test_several_projects_live_side_by_side(tmp_path: Path) -> None:
     first = make(tmp_path / "a", name="First")
     second = make(tmp_path / "b", name="Second")
-    assert first.app.test_client().get("/").json["project"] == "First"
-    assert second.app.test_client().get("/").json["project"] == "Second"
+    assert first.app.test_client().get("/").get_json()["project"] == "First"
+    assert second.app.test_client().get("/").get_json()["project"] == "Second"
     assert first.engine.url != second.engine.url
 
 
@@ -267,7 +273,7 @@ def test_health_endpoints(tmp_path: Path) -> None:
     assert client.get("/healthz").json == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json["checks"] == {"database": "ok", "broker": "ok"}
+    assert json_of(ready)["checks"] == {"database": "ok", "broker": "ok"}
 
 
 def test_readyz_is_503_with_a_reason_when_the_broker_is_down(tmp_path: Path) -> None:
@@ -278,6 +284,6 @@ def test_readyz_is_503_with_a_reason_when_the_broker_is_down(tmp_path: Path) -> 
     project = Project(path, overrides={"APP": {"TESTING": True}, "CELERY": {"broker_url": broker}})
     response = project.app.test_client().get("/readyz")
     assert response.status_code == 503
-    assert response.json["status"] == "unavailable"
-    assert "broker unreachable" in response.json["checks"]["broker"]
-    assert "database" not in response.json["checks"]
+    assert json_of(response)["status"] == "unavailable"
+    assert "broker unreachable" in json_of(response)["checks"]["broker"]
+    assert "database" not in json_of(response)["checks"]
