@@ -99,7 +99,11 @@ class Project:
         app.extensions[EXTENSION_KEY] = self
         app.shell_context_processor(self.shell_context)
         from .health import init_health  # noqa: PLC0415
+        from .util.cache import init_cache  # noqa: PLC0415
+        from .util.jsonify import init_json  # noqa: PLC0415
 
+        init_json(app)
+        init_cache(app)
         init_health(app, self)
         return app
 

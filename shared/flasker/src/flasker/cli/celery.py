@@ -27,10 +27,10 @@ def _has(args: t.Sequence[str], *flags: str) -> bool:
 @click.command(context_settings=PASS_THROUGH)
 @click.option("--concurrency", type=int, help="Child processes (default: one per core).")
 @click.option("-Q", "--queues", help="Comma list of queues (default: the project's queue).")
-@click.option("-l", "--loglevel", default="INFO", show_default=True)
+@click.option("-l", "--loglevel", help="Log level (default: [PROJECT] LOG_LEVEL).")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
-def worker(info: ProjectInfo, concurrency: int | None, queues: str | None, loglevel: str,
+def worker(info: ProjectInfo, concurrency: int | None, queues: str | None, loglevel: str | None,
            celery_args: tuple[str, ...]) -> None:
     """Run a Celery worker; arguments after '--' go to 'celery worker' unchanged.
 
@@ -39,7 +39,8 @@ def worker(info: ProjectInfo, concurrency: int | None, queues: str | None, logle
     """
     project = info.load()
     celery = project.celery
-    argv = ["worker", "--loglevel", loglevel, "--without-mingle", "--without-gossip"]
+    level = loglevel or project.config.get("PROJECT", "LOG_LEVEL")
+    argv = ["worker", "--loglevel", level, "--without-mingle", "--without-gossip"]
     if not _has(celery_args, "-n", "--hostname"):
         argv += ["--hostname", node_name(project.name)]
     if concurrency:
@@ -51,10 +52,10 @@ def worker(info: ProjectInfo, concurrency: int | None, queues: str | None, logle
 
 
 @click.command(context_settings=PASS_THROUGH)
-@click.option("-l", "--loglevel", default="INFO", show_default=True)
+@click.option("-l", "--loglevel", help="Log level (default: [PROJECT] LOG_LEVEL).")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
-def beat(info: ProjectInfo, loglevel: str, celery_args: tuple[str, ...]) -> None:
+def beat(info: ProjectInfo, loglevel: str | None, celery_args: tuple[str, ...]) -> None:
     """Run Celery beat with its schedule, pid and heartbeat files in the state folder.
 
     Arguments after '--' go to 'celery beat' unchanged. Only one beat may run per
@@ -68,7 +69,8 @@ def beat(info: ProjectInfo, loglevel: str, celery_args: tuple[str, ...]) -> None
     state.mkdir(parents=True, exist_ok=True)
     pidfile = state / "celerybeat.pid"
     _remove_own_pidfile(pidfile)
-    argv = ["beat", "--loglevel", loglevel, "--pidfile", str(pidfile),
+    level = loglevel or project.config.get("PROJECT", "LOG_LEVEL")
+    argv = ["beat", "--loglevel", level, "--pidfile", str(pidfile),
             "--scheduler", "flasker.beat:HeartbeatScheduler"]
     if not _has(celery_args, "-s", "--schedule"):
         argv += ["--schedule", celery.conf.beat_schedule_filename]

@@ -1,0 +1,159 @@
+"""``SmartDictReader``: typed fields by mapping or guess, bad rows stopped or skipped."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import io
+import uuid
+from pathlib import Path
+
+import pytest
+
+from flasker.util import CSVError, SmartDictReader
+from flasker.util.csv import RowError, guess
+
+
+def reader(text: str, **kwargs: object) -> SmartDictReader:
+    return SmartDictReader(io.StringIO(text, newline=""), name="data.csv", **kwargs)  # type: ignore[arg-type]
+
+
+def test_guessing_each_field() -> None:
+    rows = list(reader(
+        "n,x,b,d,ts,j,s,z,e\n"
+        '3,1.5,true,2024-02-29,2024-02-29T10:30:00,"{""k"": [1, 2]}",hello,007,\n'
+        "-4,1e3,FALSE,2024-13-01,2024-02-29 10:30,[1],12a,0,x\n"
+    ))
+    assert rows[0] == {
+        "n": 3, "x": 1.5, "b": True, "d": dt.date(2024, 2, 29),
+        "ts": dt.datetime(2024, 2, 29, 10, 30), "j": {"k": [1, 2]}, "s": "hello", "z": "007",
+        "e": None,
+    }
+    # An impossible date stays text, as does anything that does not parse.
+    assert rows[1] == {
+        "n": -4, "x": 1000.0, "b": False, "d": "2024-13-01",
+        "ts": dt.datetime(2024, 2, 29, 10, 30), "j": [1], "s": "12a", "z": 0, "e": "x",
+    }
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("0", 0), ("+12", 12), ("01", "01"), ("1.", 1.0), (".5", 0.5), ("-2.5e-3", -0.0025),
+    ("nan", "nan"), ("inf", "inf"), ("True", True), ("yes", "yes"), ("{not json", "{not json"),
+    ("[1, 2]", [1, 2]), ("1 ", "1 "),
+])
+def test_guess(text: str, expected: object) -> None:
+    assert guess(text) == expected
+    assert type(guess(text)) is type(expected)
+
+
+def test_types_by_mapping() -> None:
+    rows = list(reader(
+        "id,price,ok,day,at,meta,code,ref,label\n"
+        "1,9.99,yes,2024-01-02,2024-01-02T03:04:05+00:00,{},007,"
+        "12345678-1234-5678-1234-567812345678,\n",
+        types={"id": int, "price": decimal.Decimal, "ok": bool, "day": dt.date,
+               "at": dt.datetime, "meta": "json", "code": str, "ref": uuid.UUID, "label": str},
+    ))
+    assert rows == [{
+        "id": 1, "price": decimal.Decimal("9.99"), "ok": True, "day": dt.date(2024, 1, 2),
+        "at": dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC), "meta": {}, "code": "007",
+        "ref": uuid.UUID("12345678-1234-5678-1234-567812345678"), "label": "",
+    }]
+
+
+def test_no_guessing_keeps_text() -> None:
+    rows = list(reader("a,b\n1,\n", guess=False))
+    assert rows == [{"a": "1", "b": ""}]
+
+
+def test_custom_converter_and_unknown_type() -> None:
+    rows = list(reader("a\nx y\n", types={"a": str.split}))
+    assert rows == [{"a": ["x", "y"]}]
+    with pytest.raises(ValueError, match="Unknown field type 'money'"):
+        list(reader("a\n1\n", types={"a": "money"}))
+
+
+def test_type_for_a_missing_column_is_an_error() -> None:
+    with pytest.raises(CSVError, match="column 'age', which 'data.csv' does not have. Its columns:"
+                                       " 'name'"):
+        list(reader("name\nx\n", types={"age": int}))
+
+
+def test_bad_value_stops_with_its_line() -> None:
+    r = reader("id,age\n1,30\n2,thirty\n3,40\n", types={"age": int})
+    assert next(r) == {"id": 1, "age": 30}
+    with pytest.raises(CSVError) as info:
+        next(r)
+    assert str(info.value) == (
+        "Line 3 of 'data.csv': field 'age' has value 'thirty': not an integer."
+    )
+    assert info.value.line == 3
+    assert r.rows_imported == 1
+
+
+def test_bad_rows_skipped_and_counted() -> None:
+    text = (
+        "id,age,born\n"
+        "1,30,2000-01-01\n"
+        "2,x,2000-01-01\n"        # line 3: not an integer
+        "3,31\n"                  # line 4: too few fields
+        "\n"                      # line 5: blank, ignored
+        '4,32,"2000-01-01"\n'     # line 6: fine (quoted)
+        "5,33,2000-01-01,extra\n"  # line 7: too many fields
+        '6,34,"multi\nline"\n'    # lines 8-9: a bad date spanning two lines
+        "7,35,2000-02-30\n"       # line 10: no such day
+        "8,36,1999-12-31\n"       # line 11
+    )
+    r = reader(text, types={"age": int, "born": dt.date}, on_error="skip")
+    rows = list(r)
+    assert [row["id"] for row in rows] == [1, 4, 8]
+    assert r.rows_imported == 3
+    assert r.errors == [
+        RowError(3, "field 'age' has value 'x': not an integer."),
+        RowError(4, "2 fields where the header has 3."),
+        RowError(7, "4 fields where the header has 3."),
+        RowError(8, "field 'born' has value 'multi\\nline': not a date (YYYY-MM-DD)."),
+        RowError(10, "field 'born' has value '2000-02-30': not a date (YYYY-MM-DD)."),
+    ]
+    assert str(r.errors[0]) == "line 3: field 'age' has value 'x': not an integer."
+
+
+def test_malformed_csv_lines() -> None:
+    text = 'a,b\n1,2\n"x"y,3\n4,5\n6,"unterminated\n'
+    r = reader(text, on_error="skip")
+    assert list(r) == [{"a": 1, "b": 2}, {"a": 4, "b": 5}]
+    assert [e.line for e in r.errors] == [3, 5]
+    assert all(e.message.startswith("malformed CSV:") for e in r.errors)
+    with pytest.raises(CSVError, match=r"Line 3 of 'data.csv': malformed CSV: ',' expected after"):
+        list(reader(text))
+
+
+def test_undecodable_input_stops_even_when_skipping(tmp_path: Path) -> None:
+    path = tmp_path / "latin.csv"
+    path.write_bytes("a\n1\ncafé\n".encode("latin-1"))
+    with path.open(newline="", encoding="utf-8") as f:
+        r = SmartDictReader(f, on_error="skip")
+        with pytest.raises(CSVError, match="latin.csv' cannot be decoded as utf-8 at or after"
+                                           " line 1: invalid continuation byte") as info:
+            list(r)
+    assert not info.value.skippable
+
+
+def test_header_problems() -> None:
+    with pytest.raises(CSVError, match="names the column 'a' twice"):
+        list(reader("a,b,a\n1,2,3\n"))
+    assert list(reader("")) == []
+    assert reader("").fieldnames == []
+    assert list(reader("\n\na\n1\n")) == [{"a": 1}]
+    with pytest.raises(ValueError, match="'on_error' must be 'stop' or 'skip'"):
+        reader("a\n", on_error="ignore")
+
+
+def test_given_fieldnames_and_dialect(tmp_path: Path) -> None:
+    path = tmp_path / "semi.csv"
+    path.write_text("1;x\n2;y\n")
+    with path.open(newline="") as f:
+        r = SmartDictReader(f, fieldnames=["n", "s"], delimiter=";")
+        assert list(r) == [{"n": 1, "s": "x"}, {"n": 2, "s": "y"}]
+        assert r.name.endswith("semi.csv")
+        assert r.line_num == 2
