@@ -1,0 +1,1 @@
+"""Optional extensions of flasker, each registered with ``project.register_manager``."""

@@ -1,0 +1,178 @@
+"""Every refusal: a security log line, then a friendly page or an RFC 9457 problem."""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+from dataclasses import dataclass
+
+from flask import Response, has_request_context, render_template, request
+
+from ...util.json import dumps
+from .state import auth_state
+
+security_log = logging.getLogger("flasker.security")
+
+PROBLEM_TYPE = "application/problem+json"
+API_PREFIX = "/api"
+
+
+@dataclass(frozen=True)
+class Reason:
+    status: int
+    title: str
+    message: str
+
+
+REASONS: dict[str, Reason] = {
+    "state_mismatch": Reason(
+        400, "This sign-in link is no longer valid",
+        "The sign-in was started in another browser, took too long, or its link was used"
+        " already. Start again from the sign-in page."),
+    "provider_error": Reason(
+        400, "The sign-in was not completed",
+        "The identity provider did not sign you in (you may have cancelled)."),
+    "provider_unavailable": Reason(
+        502, "The identity provider cannot be reached",
+        "Signing in needs the identity provider, which did not answer. Try again in a moment."),
+    "token_exchange_failed": Reason(
+        400, "The sign-in was not completed",
+        "The identity provider refused to confirm this sign-in. Start again from the sign-in"
+        " page."),
+    "invalid_id_token": Reason(
+        403, "The sign-in could not be verified",
+        "The identity provider's answer was not a valid ID token for this application."),
+    "bad_signature": Reason(
+        403, "The sign-in could not be verified",
+        "The ID token's signature does not match the provider's keys."),
+    "unknown_signing_key": Reason(
+        403, "The sign-in could not be verified",
+        "The ID token was signed with a key the provider does not publish."),
+    "issuer_mismatch": Reason(
+        403, "The sign-in could not be verified",
+        "The ID token was issued by another identity provider."),
+    "audience_mismatch": Reason(
+        403, "The sign-in could not be verified",
+        "The ID token was issued to another application."),
+    "token_expired": Reason(
+        403, "The sign-in could not be verified",
+        "The ID token has expired. Check that this computer's clock is right, then try again."),
+    "nonce_mismatch": Reason(
+        403, "The sign-in could not be verified",
+        "The ID token does not belong to this sign-in attempt."),
+    "email_unverified": Reason(
+        403, "Your e-mail address is not verified",
+        "The identity provider has not verified your account's e-mail address."),
+    "hosted_domain_mismatch": Reason(
+        403, "This account is not allowed",
+        "Only accounts of this application's organisation may sign in."),
+    "not_allowed": Reason(
+        403, "This account is not allowed",
+        "Your account is not on this application's list of allowed accounts. Ask its"
+        " administrator to add it, or sign in with another account."),
+    "account_mismatch": Reason(
+        403, "This account is not allowed",
+        "Another account already uses this e-mail address here. Ask this application's"
+        " administrator to remove the old account."),
+    "storage_unavailable": Reason(
+        503, "Signing in is unavailable",
+        "The sign-in could not be recorded. Try again in a moment."),
+    "csrf_failed": Reason(
+        403, "The form has expired",
+        "This request did not carry a valid CSRF token. Reload the page and try again."),
+    "unauthenticated": Reason(
+        401, "Sign-in required",
+        "Sign in, or send a personal API token as 'Authorization: Bearer <token>'."),
+    "invalid_api_token": Reason(
+        401, "Invalid API token",
+        "The API token is unknown, expired or revoked, or its account is no longer allowed."),
+    "token_not_found": Reason(
+        404, "No such token", "This API token does not exist, or it is not yours."),
+    "token_outside_api": Reason(
+        401, "API tokens work under /api only",
+        f"Personal API tokens are accepted under '{API_PREFIX}' only; sign in to use pages."),
+}
+
+
+class Refusal(Exception):
+    """Why a request is refused: ``code`` is a key of :data:`REASONS`; ``detail`` is logged."""
+
+    def __init__(self, code: str, detail: str = "", **fields: t.Any) -> None:
+        if code not in REASONS:
+            raise ValueError(f"Unknown refusal code {code!r}: add it to REASONS.")
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+        self.detail = detail
+        self.fields = fields
+
+    @property
+    def reason(self) -> Reason:
+        return REASONS[self.code]
+
+
+def log_security_event(event: str, detail: str = "", level: int = logging.WARNING,
+                       **fields: t.Any) -> None:
+    """One line on the ``flasker.security`` logger: event, detail, client and fields.
+
+    The record carries ``security_event`` (the event's code) for filters and tests.
+    """
+    context: dict[str, t.Any] = {}
+    if has_request_context():
+        context = {"remote_addr": request.remote_addr, "path": request.path}
+    context.update({k: v for k, v in fields.items() if v is not None})
+    message = detail or (REASONS[event].message if event in REASONS else "")
+    rendered = " ".join(f"{k}={v!r}" for k, v in context.items())
+    security_log.log(level, "%s: %s [%s]", event, message, rendered,
+                     extra={"security_event": event})
+
+
+def is_api_request() -> bool:
+    return request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/")
+
+
+def wants_json() -> bool:
+    """API paths, JSON bodies, clients preferring JSON and bearer clients get problem+json."""
+    if is_api_request() or request.is_json:
+        return True
+    if request.headers.get("Authorization", "").lower().startswith("bearer "):
+        return True
+    accept = request.accept_mimetypes
+    return accept["application/json"] > accept["text/html"]
+
+
+def problem(status: int, title: str, detail: str, *, code: str | None = None,
+            headers: t.Mapping[str, str] | None = None) -> Response:
+    """An RFC 9457 problem details response."""
+    body: dict[str, t.Any] = {"type": "about:blank", "title": title, "status": status,
+                              "detail": detail}
+    if code:
+        body["code"] = code
+    response = Response(dumps(body), status=status, mimetype=PROBLEM_TYPE)
+    response.headers.update(headers or {})
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def render_page(template: str, status: int = 200, **context: t.Any) -> Response:
+    """Render one of the extension's pages (``flasker_auth/*.html``), never cached."""
+    state = auth_state()
+    page = render_template(template, bootstrap_url=state.bootstrap_url,
+                           provider_name=state.settings.provider_name,
+                           auth_prefix=state.settings.url_prefix, **context)
+    response = Response(page, status=status, mimetype="text/html")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def refuse(refusal: Refusal, *, headers: t.Mapping[str, str] | None = None,
+           level: int = logging.WARNING) -> Response:
+    """Log ``refusal`` as a security event and answer with a page or a problem."""
+    reason = refusal.reason
+    log_security_event(refusal.code, refusal.detail, level=level, **refusal.fields)
+    if wants_json():
+        return problem(reason.status, reason.title, reason.message, code=refusal.code,
+                       headers=headers)
+    response = render_page("flasker_auth/refused.html", reason.status, reason=reason,
+                           code=refusal.code)
+    response.headers.update(headers or {})
+    return response
