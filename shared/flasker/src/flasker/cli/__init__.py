@@ -18,6 +18,7 @@ COMMANDS = {
     "flower": "flasker.cli.celery:flower",
     "load": "flasker.cli.load:load",
     "new": "flasker.cli.new:new",
+    "ping": "flasker.cli.health:ping",
     "routes": "flasker.cli.info:routes",
     "server": "flasker.cli.serve:server",
     "shell": "flasker.cli.shell:shell",
@@ -32,6 +33,7 @@ HELP = {
     "flower": "Run Flower, Celery's monitoring web UI.",
     "load": "Load the rows of a CSV file into a model's table.",
     "new": "Create a new project: basic (Flask + SQLAlchemy) or celery.",
+    "ping": "Health checks for containers: a URL, this host's worker, beat's heartbeat.",
     "routes": "List the URL rules of the Flask app.",
     "server": "Run the development server.",
     "shell": "Open a shell with the project loaded, or run a script from stdin.",
@@ -55,6 +57,14 @@ class LazyGroup(click.Group):
         if command is not None:
             return command
         return self._app_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context) -> t.Any:
+        from ..config import ConfigError  # noqa: PLC0415
+
+        try:
+            return super().invoke(ctx)
+        except ConfigError as e:  # however deep it was found: a sentence, not a traceback
+            raise click.ClickException(str(e)) from e
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Short help without importing every command module.

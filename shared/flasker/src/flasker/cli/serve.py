@@ -40,7 +40,13 @@ def web(info: ProjectInfo, bind: str | None, workers: int | None, gunicorn_confi
     replaced by gunicorn, so signals reach it directly.
     """
     info.load()  # fail here, with a clear message, rather than in every gunicorn worker
-    argv = [sys.executable, "-m", "gunicorn"]
+    concurrency = os.environ.get("WEB_CONCURRENCY")
+    if concurrency is not None and not concurrency.strip().isdigit():
+        # gunicorn reads it while importing its settings, and would only show a traceback.
+        raise click.UsageError(f"The environment variable 'WEB_CONCURRENCY' has value"
+                               f" {concurrency!r}: expected a whole number, such as 2.")
+    # Master and workers log through flasker's handler (text or JSON lines, as configured).
+    argv = [sys.executable, "-m", "gunicorn", "--logger-class", "flasker.logs.GunicornLogger"]
     if gunicorn_config:
         argv += ["--config", gunicorn_config]
     if bind:

@@ -1,0 +1,1 @@
+"""Houses and Cats: flasker's reference application (see MODULES in default.cfg)."""
