@@ -287,3 +287,14 @@ def test_readyz_is_503_with_a_reason_when_the_broker_is_down(tmp_path: Path) -> 
     assert json_of(response)["status"] == "unavailable"
     assert "broker unreachable" in json_of(response)["checks"]["broker"]
     assert "database" not in json_of(response)["checks"]
+
+
+def test_an_unwritable_state_folder_is_a_config_error(tmp_path: Path) -> None:
+    # Nobody, root included, can make a folder under /proc.
+    path = write_project(tmp_path, "[PROJECT]\nNAME = x\nSTATE_FOLDER = /proc/self/state\n")
+    project = Project(path, overrides={"APP": {"TESTING": True}})
+    with pytest.raises(ConfigError) as info:
+        project.celery  # noqa: B018 (the embedded broker's file goes in the state folder)
+    message = str(info.value)
+    assert "'CELERY.broker_url' puts the SQLite file '/proc/self/state/broker.sqlite'" in message
+    assert "STATE_FOLDER" in message

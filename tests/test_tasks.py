@@ -205,3 +205,32 @@ def test_the_engine_pool_is_replaced_in_a_forked_child(tmp_path: Path) -> None:
     os.waitpid(pid, 0)
     assert os.read(read, 16) == b"fresh"
     assert id(project.engine.pool) == parent_pool
+
+
+def test_a_second_beat_of_the_project_refuses_to_start(
+    task_project: Project, spawn: t.Callable[..., Process], tmp_path: Path
+) -> None:
+    """With Redis, the lock holds across hosts (each beat here has its own state folder)."""
+    import redis
+
+    from .conftest import wait_for
+
+    assert task_project.config.path is not None
+    config = ["-c", str(task_project.config.path)]
+    first = spawn([*config, "beat"], cwd=task_project.root,
+                  env={"FLASKER__PROJECT__STATE_FOLDER": str(tmp_path / "one"),
+                       "FLASKER__APP__SECRET_KEY": SECRET})
+    key = f"flasker:beat-lock:{task_project.celery.conf.task_default_queue}"
+    client = redis.Redis.from_url(task_project.celery.conf.broker_url)
+    try:
+        wait_for(lambda: client.get(key), timeout=30, what=f"beat's lock; log {first.log}")
+        second = spawn([*config, "beat"], cwd=task_project.root,
+                       env={"FLASKER__PROJECT__STATE_FOLDER": str(tmp_path / "two"),
+                            "FLASKER__APP__SECRET_KEY": SECRET})
+        assert second.popen.wait(timeout=60) != 0
+        assert "Another beat of this project is running" in second.output()
+        assert client.ttl(key) > 0  # it expires if the beat holding it vanishes
+        assert first.stop() == 0
+        assert client.get(key) is None  # released on a clean stop
+    finally:
+        client.close()

@@ -12,14 +12,17 @@ import sqlalchemy as sa
 from flask.globals import app_ctx
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
-from .config import ENGINE, PROJECT, Config
+from .config import ENGINE, PROJECT, Config, ConfigError
 
 if t.TYPE_CHECKING:
     from flask import Flask
 
 
-def resolve_sqlite_url(url: str, root: Path) -> str:
-    """Make a relative SQLite path absolute against ``root`` and create its folder."""
+def resolve_sqlite_url(url: str, root: Path, key: str = "PROJECT.DB_URL") -> str:
+    """Make a relative SQLite path absolute against ``root`` and create its folder.
+
+    :param key: the setting the URL comes from, named when the folder cannot be made.
+    """
     parsed = sa.make_url(url)
     if not parsed.drivername.startswith("sqlite") or not parsed.database:
         return url
@@ -28,7 +31,14 @@ def resolve_sqlite_url(url: str, root: Path) -> str:
     path = Path(parsed.database)
     if not path.is_absolute():
         path = root / path
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(
+            f"Config '{key}' puts the SQLite file '{path}' in a folder that cannot be created"
+            f" ({e.strerror}). Point it at a writable place, or set 'PROJECT.STATE_FOLDER' for"
+            " the files of the embedded broker and beat."
+        ) from e
     return parsed.set(database=str(path)).render_as_string(hide_password=False)
 
 

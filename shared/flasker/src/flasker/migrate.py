@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import typing as t
 from pathlib import Path
@@ -34,6 +35,10 @@ def ensure_migrations(project: Project) -> Path:
 
 def alembic_config(project: Project) -> AlembicConfig:
     from alembic.config import Config as AlembicConfig  # noqa: PLC0415
+
+    # Alembic announces each of its plugins at INFO on every command: keep the output to
+    # what the command does.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
     config = AlembicConfig()
     config.set_main_option("script_location", str(ensure_migrations(project)))

@@ -52,7 +52,7 @@ def celery_settings(config: Config) -> dict[str, t.Any]:
     }
     settings.update(config[CELERY])
     for key in ("broker_url", "result_backend"):
-        settings[key] = _local_url(settings.get(key), config.root)
+        settings[key] = _local_url(settings.get(key), config.root, key)
     if str(settings["broker_url"]).startswith(VISIBILITY_SCHEMES):
         # A task unacknowledged this long is given to another worker: it must outlast the
         # longest task (acks_late), and the stack's grace periods are chosen below it.
@@ -63,13 +63,13 @@ def celery_settings(config: Config) -> dict[str, t.Any]:
     return settings
 
 
-def _local_url(url: t.Any, root: Path) -> t.Any:
+def _local_url(url: t.Any, root: Path, key: str) -> t.Any:
     """Make the SQLite path of ``sqla+sqlite://`` or ``db+sqlite://`` absolute against ``root``."""
     if not isinstance(url, str):
         return url
     for scheme in ("sqla+", "db+"):
         if url.startswith(scheme + "sqlite:///"):
-            return scheme + resolve_sqlite_url(url[len(scheme):], root)
+            return scheme + resolve_sqlite_url(url[len(scheme):], root, f"CELERY.{key}")
     return url
 
 

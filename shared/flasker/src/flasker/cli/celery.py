@@ -61,10 +61,15 @@ def beat(info: ProjectInfo, loglevel: str | None, celery_args: tuple[str, ...]) 
     Arguments after '--' go to 'celery beat' unchanged. Only one beat may run per
     project: a second one finds the pid file and stops.
     """
+    from ..beat import BeatLocked, check_lock  # noqa: PLC0415
     from ..tasks import state_folder  # noqa: PLC0415
 
     project = info.load()
     celery = project.celery
+    try:
+        check_lock(celery)
+    except BeatLocked as e:
+        raise click.ClickException(str(e)) from None
     state = state_folder(project.config)
     state.mkdir(parents=True, exist_ok=True)
     pidfile = state / "celerybeat.pid"

@@ -174,7 +174,7 @@ def resolve_settings(config: Config, section: str | None, constructor: t.Mapping
     except ValueError as e:
         raise where.error("AUTHORIZED_DOMAINS", domains, str(e)) from None
 
-    hosted_domain = values["HOSTED_DOMAIN"]
+    hosted_domain = values["HOSTED_DOMAIN"] or None  # an empty variable means "not set"
     if hosted_domain is not None:
         normalised = normalise_domain(hosted_domain)
         if normalised is None:
