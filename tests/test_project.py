@@ -94,6 +94,8 @@ def test_the_same_folder_can_be_loaded_twice(tmp_path: Path) -> None:
     first = Project(path, overrides=overrides)
     second = Project(path, overrides=overrides)
     assert "Twice" in first.models() and "Twice" in second.models()
+    second.close()
+    assert "Twice" not in first.models()  # one registry: closing releases the models
 
 
 def test_importing_flasker_has_no_side_effects() -> None:
@@ -298,3 +300,28 @@ def test_an_unwritable_state_folder_is_a_config_error(tmp_path: Path) -> None:
     message = str(info.value)
     assert "'CELERY.broker_url' puts the SQLite file '/proc/self/state/broker.sqlite'" in message
     assert "STATE_FOLDER" in message
+
+
+def test_a_module_that_fails_half_way_leaves_no_broken_model(tmp_path: Path) -> None:
+    """Its table clashes with another project's: the error is clear, and later projects work."""
+    first, second = unique_package(), unique_package()
+    model = """
+        from sqlalchemy import Column, Integer
+        from flasker.util import Model
+
+        class Clash(Model):
+            id = Column(Integer, primary_key=True)
+    """
+    keep = write_project(tmp_path / "keep", f"[PROJECT]\nNAME = k\nMODULES = {first}.models\n",
+                         {f"{first}/__init__.py": "", f"{first}/models.py": model})
+    clash = write_project(tmp_path / "clash", f"[PROJECT]\nNAME = c\nMODULES = {second}.models\n",
+                          {f"{second}/__init__.py": "", f"{second}/models.py": model})
+    overrides = {"APP": {"TESTING": True}}
+    kept = Project(keep, overrides=overrides)
+    try:
+        with pytest.raises(sa.exc.InvalidRequestError, match="'clashes' is already defined"):
+            Project(clash, overrides=overrides)
+        models = kept.models()  # raises if a half-mapped class were left in the registry
+        assert models["Clash"].__module__ == f"{first}.models"
+    finally:
+        kept.close()

@@ -564,29 +564,44 @@ def test_ping_worker_reports_an_unreachable_broker(runner: t.Any, tmp_path: Path
 # -- the reference application, without Docker -----------------------------------------------
 
 
+MIGRATIONS_CHECK = """
+import json
+
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from flasker import migrate
+from flasker.util import Model
+
+migrate.upgrade(project)
+with project.engine.connect() as connection:
+    diff = compare_metadata(MigrationContext.configure(connection), Model.metadata)
+migrate.downgrade(project, "base")
+print(json.dumps({"diff": [repr(d) for d in diff], "models": sorted(project.models()),
+                  "after_downgrade": sa.inspect(project.engine).get_table_names()}))
+"""
+
+
 def test_reference_migrations_match_the_models(clean_pg: str, tmp_path: Path) -> None:
-    """'flasker db upgrade' builds exactly the schema the models describe, and goes back."""
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
+    """'flasker db upgrade' builds exactly the schema the models describe, and goes back.
 
-    from flasker import Project
-    from flasker import migrate as migrations
-    from flasker.util import Model
-
-    project = Project(ROOT / "reference" / "default.cfg", overrides={
-        "PROJECT": {"DB_URL": clean_pg, "STATE_FOLDER": str(tmp_path / "state")},
-        "APP": {"SECRET_KEY": SECRET},
-    })
-    migrations.upgrade(project)
-    with project.engine.connect() as connection:
-        diff = compare_metadata(MigrationContext.configure(connection), Model.metadata)
-    assert diff == []
-    assert set(project.models()) >= {"House", "Cat", "BeatRun"}
-    migrations.downgrade(project, "base")
-    import sqlalchemy as sa
-
-    assert sa.inspect(project.engine).get_table_names() == ["alembic_version"]
-    project.engine.dispose()
+    In a process of its own ('flasker shell'), whose model registry holds the reference
+    app's models alone.
+    """
+    flasker = Path(sys.executable).parent / "flasker"
+    result = subprocess.run(
+        [str(flasker), "-c", str(ROOT / "reference" / "default.cfg"), "shell"],
+        input=MIGRATIONS_CHECK, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "FLASKER__PROJECT__DB_URL": clean_pg,
+             "FLASKER__PROJECT__STATE_FOLDER": str(tmp_path / "state"),
+             "FLASKER__APP__SECRET_KEY": SECRET},
+    )
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["diff"] == []
+    assert set(found["models"]) >= {"House", "Cat", "BeatRun"}
+    assert found["after_downgrade"] == ["alembic_version"]
 
 
 # -- the stack ---------------------------------------------------------------------------------

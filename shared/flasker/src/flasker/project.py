@@ -144,16 +144,14 @@ class Project:
         with project_context(self):
             for hook in self._before_startup:
                 hook(self)
-            for name in modules:
-                try:
-                    importlib.import_module(name)
-                except ModuleNotFoundError as e:
-                    if e.name is not None and name.startswith(e.name):
-                        raise ConfigError(
-                            f"Config 'PROJECT.MODULES' names the module '{name}', which cannot"
-                            f" be imported from '{root}': {e}."
-                        ) from e
-                    raise
+            try:
+                for name in modules:
+                    _import(name, root)
+            except BaseException:
+                # A module that failed half-way may leave models mapped half-way: drop them, so
+                # that they do not break every other project's mappers in this process.
+                _forget_modules(modules)
+                raise
             self.started = True
             for hook in self._after_startup:
                 hook(self)
@@ -203,6 +201,18 @@ def _import_name(name: str) -> str:
     return slug(name).replace("-", "_")
 
 
+def _import(name: str, root: str) -> None:
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if e.name is not None and name.startswith(e.name):
+            raise ConfigError(
+                f"Config 'PROJECT.MODULES' names the module '{name}', which cannot"
+                f" be imported from '{root}': {e}."
+            ) from e
+        raise
+
+
 def _forget_modules(modules: t.Iterable[str]) -> None:
     """Drop the MODULES' packages from ``sys.modules`` so that this project imports them anew.
 
@@ -211,11 +221,10 @@ def _forget_modules(modules: t.Iterable[str]) -> None:
     removed from ``Model``'s registry with them.
     """
     tops = {m.split(".")[0] for m in modules} - {"flasker"}
-    gone = [n for n in sys.modules if n.split(".")[0] in tops]
-    if not gone:
-        return
-    for name in gone:
+    for name in [n for n in sys.modules if n.split(".")[0] in tops]:
         del sys.modules[name]
     from .util.models import forget_models  # noqa: PLC0415
 
-    forget_models(set(gone))
+    # By package, not by sys.modules: a module that failed to import is gone from there
+    # already, but the classes it declared are still in the registry.
+    forget_models(tops)
