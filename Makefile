@@ -25,9 +25,15 @@ venv: $(STAMP) ## Create .venv with flasker and its test extras
 test: $(STAMP) ## Run the test suite (PostgreSQL and Redis from testcontainers)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+BENCH_STAMP := $(VENV)/.installed-flasker-bench
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e 'shared/flasker[test,bench]'
+	touch $@
+
 .PHONY: bench
-bench: $(STAMP) ## Run the benchmarks and print their ratios
-	$(PY) -m benchmarks
+bench: $(BENCH_STAMP) ## Run the benchmarks and print their ratios (BENCH_ARGS=--quick)
+	$(PY) -m benchmarks $(BENCH_ARGS)
 
 .PHONY: lint
 lint: $(STAMP) ## ruff and mypy

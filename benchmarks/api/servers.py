@@ -1,0 +1,228 @@
+"""One server of the API benchmark, run as its own process: ``python servers.py IMPL PORT DB_URL``.
+
+IMPL is ``flasker``, ``lower`` (hand-written: SQLAlchemy Core + orjson), ``smorest``
+(flask-smorest + marshmallow-sqlalchemy) or ``restless`` (Flask-Restless-NG, run by the
+Python of its own virtualenv). Every one is served the same way: Werkzeug's server,
+one thread, on 127.0.0.1. Each response says how many SQL statements it ran in the
+``X-Statements`` header (SQLAlchemy's ``before_cursor_execute`` event).
+
+This file imports nothing of the benchmark package: the Flask-Restless-NG virtualenv runs
+it by path with only its own packages installed.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import typing as t
+from collections import defaultdict
+
+import sqlalchemy as sa
+from flask import Flask, Response, request
+from sqlalchemy import ForeignKey, Unicode
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    mapped_column,
+    relationship,
+    scoped_session,
+    selectinload,
+    sessionmaker,
+)
+
+if t.TYPE_CHECKING:
+    from collections.abc import Callable
+
+FLASKER_MODELS = '''
+from flasker import current_project
+from flasker.ext.api import APIManager
+from flasker.util import Model
+from sqlalchemy import Column, ForeignKey, Integer, Unicode
+from sqlalchemy.orm import relationship
+
+api_manager = APIManager(add_all_models=True)
+current_project.register_manager(api_manager, config_section="API")
+
+
+class House(Model):
+    id = Column(Integer, primary_key=True)
+    address = Column(Unicode(128))
+
+
+class Cat(Model):
+    name = Column(Unicode(64), primary_key=True)
+    house_id = Column(ForeignKey("houses.id"), index=True)
+    house = relationship("House", backref="cats")
+'''
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class House(Base):
+    __tablename__ = "houses"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str | None] = mapped_column(Unicode(128))
+    cats: Mapped[list[Cat]] = relationship(back_populates="house")
+
+
+class Cat(Base):
+    __tablename__ = "cats"
+    name: Mapped[str] = mapped_column(Unicode(64), primary_key=True)
+    house_id: Mapped[int | None] = mapped_column(ForeignKey("houses.id"), index=True)
+    house: Mapped[House | None] = relationship(back_populates="cats")
+
+
+def count_statements(app: Flask, engine: sa.Engine) -> None:
+    """Put the number of SQL statements of each request in its ``X-Statements`` header."""
+    counter = [0]
+
+    def seen(*_args: t.Any) -> None:
+        counter[0] += 1
+
+    sa.event.listen(engine, "before_cursor_execute", seen)
+
+    @app.before_request
+    def reset() -> None:
+        counter[0] = 0
+
+    @app.after_request
+    def report(response: Response) -> Response:
+        response.headers["X-Statements"] = str(counter[0])
+        return response
+
+
+def flasker_app(url: str, folder: str) -> tuple[Flask, sa.Engine]:
+    from pathlib import Path
+
+    from flasker import Project
+
+    root = Path(folder)
+    (root / "bench_api_app").mkdir(parents=True, exist_ok=True)
+    (root / "bench_api_app" / "__init__.py").write_text("")
+    (root / "bench_api_app" / "models.py").write_text(FLASKER_MODELS)
+    (root / "default.cfg").write_text(
+        "[PROJECT]\nNAME = bench\nMODULES = bench_api_app.models\nLOG_LEVEL = WARNING\n"
+        f"DB_URL = {url}\n[APP]\nSECRET_KEY = bench-0123456789abcdef0123456789abcdef\n"
+        "[API]\nMAX_PAGE_SIZE = 10000\nMAX_DEPTH = 1\n"
+    )
+    project = Project(root / "default.cfg")
+    return project.app, project.engine
+
+
+def lower_app(url: str) -> tuple[Flask, sa.Engine]:
+    """The lower bound: the same JSON as flasker's, from Core selects of the columns + orjson."""
+    import orjson
+
+    engine = sa.create_engine(url)
+    houses, cats = House.__table__, Cat.__table__
+    app = Flask("lower")
+
+    @app.get("/api/houses/")
+    def index() -> Response:
+        limit = int(request.args.get("limit", 20))
+        depth = int(request.args.get("depth", 0))
+        page = sa.select(houses.c.id).order_by(houses.c.id).limit(limit)
+        with engine.connect() as connection:
+            total = connection.execute(sa.select(sa.func.count()).select_from(houses)).scalar()
+            rows = connection.execute(
+                sa.select(houses.c.id, houses.c.address).order_by(houses.c.id).limit(limit)).all()
+            owned: defaultdict[int, list[t.Any]] = defaultdict(list)
+            related = connection.execute(sa.select(cats.c.house_id, cats.c.name)
+                                         .where(cats.c.house_id.in_(page))
+                                         .order_by(cats.c.name)).all()
+            if depth:
+                for house, name in related:
+                    owned[house].append({"name": name, "house_id": house, "house": house})
+            else:
+                for house, name in related:
+                    owned[house].append(name)
+            items = [{"id": i, "address": a, "cats": owned.get(i, [])} for i, a in rows]
+        body = {"items": items, "limit": limit, "total": total, "offset": 0}
+        return Response(orjson.dumps(body), mimetype="application/json")
+
+    return app, engine
+
+
+def smorest_app(url: str) -> tuple[Flask, sa.Engine]:
+    """flask-smorest with marshmallow-sqlalchemy schemas, as its documentation shows them."""
+    from flask.views import MethodView
+    from flask_smorest import Api, Blueprint  # type: ignore[import-untyped]
+    from marshmallow_sqlalchemy import SQLAlchemyAutoSchema
+    from marshmallow_sqlalchemy.fields import Nested
+
+    engine = sa.create_engine(url)
+    session = scoped_session(sessionmaker(bind=engine))
+    app = Flask("smorest")
+    app.config.update(API_TITLE="bench", API_VERSION="1", OPENAPI_VERSION="3.0.3")
+
+    class CatSchema(SQLAlchemyAutoSchema[t.Any]):
+        class Meta:
+            model = Cat
+            include_fk = True
+
+    class HouseSchema(SQLAlchemyAutoSchema[t.Any]):
+        class Meta:
+            model = House
+            include_relationships = True  # the cats' keys
+
+    class DeepHouseSchema(SQLAlchemyAutoSchema[t.Any]):
+        class Meta:
+            model = House
+
+        cats = Nested(CatSchema, many=True)
+
+    blp = Blueprint("houses", "houses", url_prefix="/api")
+
+    def listing(schema: type[SQLAlchemyAutoSchema[t.Any]]) -> Callable[..., t.Any]:
+        @blp.response(200, schema(many=True))  # type: ignore[untyped-decorator]
+        @blp.paginate(page_size=20, max_page_size=10000)  # type: ignore[untyped-decorator]
+        def get(self: t.Any, pagination_parameters: t.Any) -> t.Any:
+            query = session.query(House).options(selectinload(House.cats)).order_by(House.id)
+            pagination_parameters.item_count = query.count()
+            return (query.limit(pagination_parameters.page_size)
+                    .offset(pagination_parameters.first_item).all())
+
+        return t.cast("Callable[..., t.Any]", get)
+
+    blp.route("/houses/")(type("Houses", (MethodView,), {"get": listing(HouseSchema)}))
+    blp.route("/houses/deep/")(type("DeepHouses", (MethodView,), {"get": listing(DeepHouseSchema)}))
+    Api(app).register_blueprint(blp)
+    app.teardown_appcontext(lambda _exc: session.remove())
+    return app, engine
+
+
+def restless_app(url: str) -> tuple[Flask, sa.Engine]:
+    """Flask-Restless-NG with its defaults (JSON:API), page size up to 10,000."""
+    # Installed in its own virtualenv only; untyped where it is installed.
+    from flask_restless import APIManager  # type: ignore[import-not-found,import-untyped,unused-ignore]
+
+    engine = sa.create_engine(url)
+    session = scoped_session(sessionmaker(bind=engine))
+    app = Flask("restless")
+    manager = APIManager(app, session=session)
+    manager.create_api(House, collection_name="houses", max_page_size=10000)
+    manager.create_api(Cat, collection_name="cats", max_page_size=10000)
+    app.teardown_appcontext(lambda _exc: session.remove())
+    return app, engine
+
+
+def main() -> None:
+    impl, port, url = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    if impl == "flasker":
+        app, engine = flasker_app(url, sys.argv[4])
+    else:
+        app, engine = {"lower": lower_app, "smorest": smorest_app,
+                       "restless": restless_app}[impl](url)
+    count_statements(app, engine)
+    from werkzeug.serving import make_server
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = make_server("127.0.0.1", port, app, threaded=False)
+    print(f"serving {impl} on 127.0.0.1:{port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

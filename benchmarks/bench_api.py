@@ -1,0 +1,268 @@
+"""The API extension against its peers: GET of 100, 1,000 and 10,000 houses with 3 cats each.
+
+Four servers answer the same question on the same PostgreSQL rows, each its own
+process served the same way (Werkzeug, one thread, 127.0.0.1):
+
+- ``flasker``: ``APIManager(add_all_models=True)``, ``GET /api/houses/?limit=N&depth=D``;
+- ``lower``: a hand-written lower bound, SQLAlchemy Core selects of the same columns and
+  orjson, giving byte for byte the JSON flasker gives;
+- ``smorest``: flask-smorest with marshmallow-sqlalchemy auto schemas (cats as keys, or
+  nested), ``selectinload`` against N+1, smorest's pagination;
+- ``restless``: Flask-Restless-NG (JSON:API; ``include=cats`` at depth 1), in a virtualenv of
+  its own because it needs an older Flask and SQLAlchemy.
+
+Every answer is checked equivalent (same houses, addresses and cats), and each server
+reports its SQL statements per request. Rounds alternate between servers so that drift
+on the machine hits all; the median of each is kept. Targets: flasker at least 3 times
+faster than Flask-Restless-NG and flask-smorest, within 1.5 times the lower bound, and the
+same number of statements whatever the page size.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import typing as t
+import venv
+from pathlib import Path
+
+import requests
+import sqlalchemy as sa
+
+from .api.servers import Base, Cat, House
+
+if t.TYPE_CHECKING:
+    from .__main__ import Context
+
+HERE = Path(__file__).parent
+SERVERS = HERE / "api" / "servers.py"
+IMPLS = ("flasker", "lower", "smorest", "restless")
+RESTLESS_REQUIREMENTS = ["flask-restless-ng>=3", "psycopg[binary]>=3.1", "orjson"]
+HOUSES = 10_000
+CATS_PER_HOUSE = 3
+
+
+def seed(url: str) -> None:
+    """10,000 houses with 3 cats each, in tables of their own names (dropped first)."""
+    engine = sa.create_engine(url)
+    Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+    with engine.begin() as connection:
+        connection.execute(sa.insert(House), [
+            {"id": i, "address": f"{i} Cat Street"} for i in range(1, HOUSES + 1)])
+        connection.execute(sa.insert(Cat), [
+            {"name": f"cat-{i:05d}-{j}", "house_id": i}
+            for i in range(1, HOUSES + 1) for j in range(CATS_PER_HOUSE)])
+        connection.execute(sa.text("ANALYZE houses; ANALYZE cats"))
+    engine.dispose()
+
+
+def drop(url: str) -> None:
+    engine = sa.create_engine(url)
+    Base.metadata.drop_all(engine)
+    engine.dispose()
+
+
+def restless_python(tmp: Path) -> Path:
+    """A virtualenv with Flask-Restless-NG and the Flask/SQLAlchemy it wants."""
+    folder = tmp / "restless-venv"
+    python = folder / "bin" / "python"
+    if not python.exists():
+        venv.EnvBuilder(with_pip=True).create(folder)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                        *RESTLESS_REQUIREMENTS], check=True, capture_output=True)
+    return python
+
+
+class Server:
+    """One implementation's server process on 127.0.0.1."""
+
+    def __init__(self, impl: str, python: Path, url: str, tmp: Path) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.impl = impl
+        self.log = tmp / f"{impl}.log"
+        argv = [str(python), str(SERVERS), impl, str(self.port), url]
+        if impl == "flasker":
+            argv.append(str(tmp / "flasker-project"))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLASKER")}
+        self.process = subprocess.Popen(argv, cwd=tmp, env=env, stdout=self.log.open("wb"),
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.base = f"http://127.0.0.1:{self.port}/api"
+        self.session = requests.Session()
+        if impl == "restless":  # JSON:API refuses other media types
+            self.session.headers["Accept"] = "application/vnd.api+json"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.session.get(f"{self.base}/houses/", timeout=5)
+                break
+            except requests.ConnectionError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"The {impl} server did not start:\n"
+                                       f"{self.log.read_text()[-3000:]}") from None
+                time.sleep(0.2)
+
+    def url(self, size: int, depth: int) -> str:
+        if self.impl in ("flasker", "lower"):
+            return f"{self.base}/houses/?limit={size}&depth={depth}"
+        if self.impl == "smorest":
+            return f"{self.base}/houses/{'deep/' if depth else ''}?page_size={size}"
+        return f"{self.base}/houses?page[size]={size}" + ("&include=cats" if depth else "")
+
+    def get(self, size: int, depth: int) -> tuple[float, requests.Response]:
+        started = time.perf_counter()
+        response = self.session.get(self.url(size, depth), timeout=120)
+        elapsed = time.perf_counter() - started
+        if response.status_code != 200:
+            raise RuntimeError(f"{self.impl}: {response.status_code} {response.text[:500]}")
+        return elapsed, response
+
+    def stop(self) -> None:
+        self.session.close()
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+# -- equivalence ------------------------------------------------------------------------------
+
+
+def canonical(impl: str, response: requests.Response, depth: int) -> list[t.Any]:
+    """Houses as ``(id, address, cats)``, cats as names or ``(name, house_id)``, from any shape."""
+    body = response.json()
+    if impl == "restless":
+        included = {(c["type"], c["id"]): c for c in body.get("included", [])}
+        houses = []
+        for house in body["data"]:
+            keys = [c["id"] for c in house["relationships"]["cats"]["data"]]
+            if depth:
+                cats: list[t.Any] = sorted(
+                    (k, int(included[("cats", k)]["attributes"].get("house_id", house["id"])))
+                    for k in keys)
+            else:
+                cats = sorted(keys)
+            houses.append((int(house["id"]), house["attributes"]["address"], cats))
+        return houses
+    items = body if impl == "smorest" else body["items"]
+    houses = []
+    for house in items:
+        if depth:
+            cats = sorted((c["name"], c["house_id"]) for c in house["cats"])
+        else:
+            cats = sorted(house["cats"])
+        houses.append((house["id"], house["address"], cats))
+    return houses
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+def run(ctx: Context) -> list[dict[str, t.Any]]:
+    sizes = (100, 1_000) if ctx.quick else (100, 1_000, 10_000)
+    rounds = {100: 30, 1_000: 10, 10_000: 5} if not ctx.quick else {100: 5, 1_000: 2}
+    seed(ctx.pg_url)
+    pythons = {impl: Path(sys.executable) for impl in IMPLS}
+    pythons["restless"] = restless_python(ctx.tmp)
+    servers: dict[str, Server] = {}
+    try:
+        for impl in IMPLS:
+            servers[impl] = Server(impl, pythons[impl], ctx.pg_url, ctx.tmp)
+        timings, statements = measure(servers, sizes, rounds)
+    finally:
+        for server in servers.values():
+            server.stop()
+        drop(ctx.pg_url)
+    return results(timings, statements, sizes)
+
+
+def measure(servers: dict[str, Server], sizes: t.Sequence[int], rounds: dict[int, int]
+            ) -> tuple[dict[tuple[str, int, int], float], dict[tuple[str, int, int], int]]:
+    timings: dict[tuple[str, int, int], float] = {}
+    statements: dict[tuple[str, int, int], int] = {}
+    for depth in (0, 1):
+        for size in sizes:
+            expected = None
+            samples: dict[str, list[float]] = {impl: [] for impl in servers}
+            for impl, server in servers.items():  # warm up, check the answers
+                _elapsed, response = server.get(size, depth)
+                statements[(impl, size, depth)] = int(response.headers["X-Statements"])
+                found = canonical(impl, response, depth)
+                if len(found) != size:
+                    raise AssertionError(f"{impl} gave {len(found)} houses, not {size}")
+                if expected is None:
+                    expected = found
+                elif found != expected:
+                    raise AssertionError(f"{impl} does not give the same houses and cats as"
+                                         f" flasker (size {size}, depth {depth}).")
+            body = servers["flasker"].get(size, depth)[1].content
+            if body != servers["lower"].get(size, depth)[1].content:
+                raise AssertionError("flasker and the lower bound differ byte for byte.")
+            for _round in range(rounds[size]):
+                for impl, server in servers.items():
+                    samples[impl].append(server.get(size, depth)[0])
+            for impl in servers:
+                timings[(impl, size, depth)] = statistics.median(samples[impl])
+    return timings, statements
+
+
+def results(timings: dict[tuple[str, int, int], float],
+            statements: dict[tuple[str, int, int], int], sizes: t.Sequence[int]
+            ) -> list[dict[str, t.Any]]:
+    rows: list[dict[str, t.Any]] = []
+    for depth in (0, 1):
+        for size in sizes:
+            ms = {impl: timings[(impl, size, depth)] * 1000 for impl in IMPLS}
+            label = f"api GET {size:,} houses, depth {depth}"
+            rows.append({
+                "name": f"{label}: flasker / lower bound", "value": ms["flasker"], "unit": "ms",
+                "ratio": ms["flasker"] / ms["lower"], "target": "<= 1.5",
+                "note": f"lower bound {ms['lower']:.1f} ms",
+            })
+            for peer, title in (("restless", "Flask-Restless-NG"), ("smorest", "flask-smorest")):
+                rows.append({
+                    "name": f"{label}: {title} / flasker", "value": ms[peer], "unit": "ms",
+                    "ratio": ms[peer] / ms["flasker"], "target": ">= 3",
+                    "note": f"{title} {ms[peer]:.1f} ms, flasker {ms['flasker']:.1f} ms",
+                })
+    for depth in (0, 1):
+        counts = {impl: [statements[(impl, size, depth)] for size in sizes] for impl in IMPLS}
+        rows.append({
+            "name": f"api SQL statements per request, depth {depth}",
+            "value": counts["flasker"][-1], "unit": "statements",
+            "ratio": counts["flasker"][-1] / counts["flasker"][0], "target": "1 (constant)",
+            "note": "; ".join(f"{impl} {'/'.join(map(str, c))}" for impl, c in counts.items())
+            + f" (for {'/'.join(f'{s:,}' for s in sizes)} houses)",
+        })
+    return rows
+
+
+def markdown(rows: t.Sequence[dict[str, t.Any]]) -> str:
+    """The results as the Markdown table of benchmarks/README.md."""
+    lines = ["| benchmark | value | ratio | target | note |", "| --- | ---: | ---: | --- | --- |"]
+    for row in rows:
+        value = f"{row['value']:.1f} {row['unit']}" if row["unit"] == "ms" else (
+            f"{row['value']} {row['unit']}")
+        lines.append(f"| {row['name']} | {value} | {row['ratio']:.2f} | {row['target']} |"
+                     f" {row['note']} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m benchmarks.bench_api [--quick]: this benchmark alone
+    import tempfile
+
+    from benchmarks.__main__ import Context
+    from benchmarks.__main__ import servers as test_servers
+
+    with test_servers() as (pg, redis), tempfile.TemporaryDirectory() as folder:
+        found = run(Context(pg_url=pg, redis_url=redis, tmp=Path(folder),
+                            quick="--quick" in sys.argv))
+    print(markdown(found))

@@ -1,0 +1,343 @@
+"""``flasker.ext.api`` reads: depth, filters, sorting, fields, pages, cursors, ETags, types."""
+
+# The fixtures imported from test_ext_api_support come back as arguments (F811).
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import base64
+import typing as t
+import uuid
+
+import pytest
+
+from flasker import Project
+
+from .test_ext_api_support import (  # noqa: F401 (fixtures are used by name)
+    MakeAPI,
+    Statements,
+    api,
+    client,
+    fields,
+    make_api,
+    models_source,
+    problem,
+    seed,
+    statements,
+)
+
+
+def names(response: t.Any) -> list[str]:
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return [item["name"] for item in response.get_json()["items"]]
+
+
+@pytest.fixture
+def pets(client: t.Any) -> t.Any:
+    seed(client)
+    for name, age, home in (("Bella", 3, 2), ("Max", None, None), ("Luna", 7, 2)):
+        client.post("/api/pets/", json={"name": name, "age": age, "home": home})
+    for name, age in (("Tom", 5), ("Kitty", 3), ("Rex", 1)):
+        client.patch(f"/api/pets/{name}", json={"age": age})
+    return client
+
+
+# -- depth ------------------------------------------------------------------------------------
+
+
+def test_depth_expands_relationships_and_shows_each_object_once(client: t.Any) -> None:
+    seed(client)
+    home = client.get("/api/homes/1?depth=1").get_json()
+    assert home == {"id": 1, "address": "1 Road", "rooms": None, "pets": [
+        {"name": "Kitty", "home_id": 1, "age": None, "home": 1, "toys": [1]},
+        {"name": "Tom", "home_id": 1, "age": None, "home": 1, "toys": [1, 2]},
+    ]}
+    home = client.get("/api/homes/1?depth=2").get_json()
+    kitty, tom = home["pets"]
+    # The home itself is shown already: the pets give its key.
+    assert kitty["home"] == 1
+    assert kitty["toys"] == [{"id": 1, "kind": "ball", "pets": ["Kitty", "Tom"]}]
+    # The ball is shown in full under Kitty, then only as its key.
+    assert tom["toys"] == [1, {"id": 2, "kind": "mouse", "pets": ["Tom"]}]
+    # In a list, every item is shown; a related object repeated is a key the second time.
+    items = client.get("/api/pets/?depth=1").get_json()["items"]
+    assert [(p["name"], p["home"]) for p in items] == [
+        ("Kitty", {"id": 1, "address": "1 Road", "rooms": None, "pets": ["Kitty", "Tom"]}),
+        ("Rex", {"id": 2, "address": "2 Lane", "rooms": None, "pets": ["Rex"]}),
+        ("Tom", 1),
+    ]
+    problem(client.get("/api/homes/1?depth=3"), 400)
+    problem(client.get("/api/homes/1?depth=-1"), 400)
+    problem(client.get("/api/homes/1?depth=deep"), 400)
+
+
+def test_depth_on_a_self_referential_tree(client: t.Any) -> None:
+    client.post("/api/nodes/", json={"title": "root"})
+    for title in ("a", "b"):
+        client.post("/api/nodes/", json={"title": title, "parent": 1})
+    client.post("/api/nodes/", json={"title": "a1", "parent_id": 2})
+    root = client.get("/api/nodes/1?depth=2").get_json()
+    assert root == {"id": 1, "parent_id": None, "title": "root", "rank": 10, "parent": None,
+                    "children": [
+                        {"id": 2, "parent_id": 1, "title": "a", "rank": 20, "parent": 1,
+                         "children": [{"id": 4, "parent_id": 2, "title": "a1", "rank": 40,
+                                       "parent": 2, "children": []}]},
+                        {"id": 3, "parent_id": 1, "title": "b", "rank": 30, "parent": 1,
+                         "children": []},
+                    ]}
+    assert names_of(client.get("/api/nodes/2/children/")) == ["a1"]
+    problem(client.patch("/api/nodes/1", json={"rank": 3}), 422)
+
+
+def names_of(response: t.Any) -> list[str]:
+    return [item["title"] for item in response.get_json()["items"]]
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2])
+def test_statements_per_request_do_not_grow_with_the_page(
+        client: t.Any, statements: Statements, depth: int) -> None:
+    counts = []
+    for homes in (2, 20):
+        while client.get("/api/homes/?total=true").get_json()["total"] < homes:
+            number = client.get("/api/homes/").get_json()["total"] + 1
+            client.post("/api/homes/", json={"address": f"{number} Street"})
+            for cat in range(3):
+                client.post("/api/pets/", json={"name": f"p{number}-{cat}", "home": number,
+                                                "toys": []})
+        statements.reset()
+        page = client.get(f"/api/homes/?depth={depth}&limit=100").get_json()
+        assert len(page["items"]) == homes
+        assert all(len(h["pets"]) == 3 for h in page["items"])
+        counts.append(statements.count)
+    assert counts[0] == counts[1]
+    # count + homes + pets; depth 1 adds the pets' toys (their home is the foreign key);
+    # depth 2 expands the pets' homes and toys, then lists the keys of those homes' pets
+    # and those toys' pets.
+    assert counts[0] == {0: 3, 1: 4, 2: 7}[depth]
+
+
+# -- filters ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("age:eq:3", ["Bella", "Kitty"]),
+    ("age:ne:3", ["Luna", "Rex", "Tom"]),
+    ("age:lt:3", ["Rex"]),
+    ("age:le:3", ["Bella", "Kitty", "Rex"]),
+    ("age:gt:3", ["Luna", "Tom"]),
+    ("age:ge:5", ["Luna", "Tom"]),
+    ("age:in:1,7", ["Luna", "Rex"]),
+    ("name:in:[\"Max\",\"Tom\"]", ["Max", "Tom"]),
+    ("name:like:%a", ["Bella", "Luna"]),
+    ("name:like:%A", []),
+    ("name:ilike:%A", ["Bella", "Luna"]),
+    ("name:ilike:_e%", ["Bella", "Rex"]),
+    ("age:is_null", ["Max"]),
+    ("age:is_null:false", ["Bella", "Kitty", "Luna", "Rex", "Tom"]),
+    ("home:is_null:true", ["Max"]),
+    ("home.address:ilike:%road%", ["Kitty", "Tom"]),
+    ("home.address:eq:2 Lane", ["Bella", "Luna", "Rex"]),
+    ("toys.kind:eq:mouse", ["Tom"]),
+    ("toys:is_null:false", ["Kitty", "Tom"]),
+    ("home.pets.name:eq:Tom", ["Kitty", "Tom"]),
+])
+def test_filters(pets: t.Any, query: str, expected: list[str]) -> None:
+    assert names(pets.get("/api/pets/", query_string={"filter": query})) == expected
+
+
+def test_filters_combine_and_escape(pets: t.Any) -> None:
+    response = pets.get("/api/pets/", query_string=[("filter", "age:ge:3"),
+                                                    ("filter", "home.address:eq:2 Lane")])
+    assert names(response) == ["Bella", "Luna"]
+    pets.post("/api/pets/", json={"name": "50%_off"})
+    assert names(pets.get("/api/pets/", query_string={"filter": "name:like:%\\%\\_%"})) == [
+        "50%_off"]
+    assert names(pets.get("/api/homes/1/pets/", query_string={"filter": "age:gt:3"})) == ["Tom"]
+
+
+@pytest.mark.parametrize(("query", "reason"), [
+    ("age", "is not of the form PATH:OP:VALUE"),
+    ("age:about:3", "is not of the form PATH:OP:VALUE"),
+    ("weight:eq:3", "Pet has no column 'weight'"),
+    ("nest.name:eq:3", "Pet has no relationship 'nest'"),
+    ("age:eq:three", "'three' is not an integer"),
+    ("age:eq:99999999999", "must be at most 2147483647"),
+    ("age:like:3", "'like' applies to text columns only"),
+    ("name:like:oops\\", "the pattern ends with a lone escape"),
+    ("age:in:", "'in' needs at least one value"),
+    ("age:in:[1,", "the list is not valid JSON"),
+    ("name:eq:a\x00b", "contains a NUL character"),
+    ("age:is_null:maybe", "is_null takes true or false"),
+])
+def test_bad_filters_are_400(pets: t.Any, query: str, reason: str) -> None:
+    body = problem(pets.get("/api/pets/", query_string={"filter": query}), 400)
+    assert body["errors"][0]["field"] == "filter"
+    assert reason in body["errors"][0]["reason"]
+
+
+def test_filters_on_every_column_type(client: t.Any) -> None:
+    token = str(uuid.uuid4())
+    client.post("/api/readings/", json={
+        "taken_at": "2024-05-01T10:00:00+02:00", "local_at": "2024-05-01T10:00:00",
+        "day": "2024-05-01", "value": "1.5", "ratio": 0.5, "ok": False, "color": "red",
+        "note": "x", "token": token})
+    client.post("/api/readings/", json={"taken_at": "2024-06-01T00:00:00Z", "value": 2,
+                                        "data": {"x": 1}})
+    for query in ("taken_at:lt:2024-05-02T00:00:00Z", "local_at:ge:2024-05-01T09:00:00",
+                  "day:eq:2024-05-01", "value:lt:2", "ratio:gt:0.1", "ok:eq:false",
+                  "color:eq:red", f"token:eq:{token}", "data:is_null:true"):
+        items = client.get("/api/readings/", query_string={"filter": query}).get_json()["items"]
+        assert [r["id"] for r in items] == [1], query
+    # JSON null given in a body is stored as SQL NULL, as an omitted value is.
+    client.patch("/api/readings/2", json={"data": None})
+    items = client.get("/api/readings/?filter=data:is_null:true").get_json()["items"]
+    assert [r["id"] for r in items] == [1, 2]
+    problem(client.get("/api/readings/?filter=color:eq:green"), 400)
+    problem(client.get("/api/readings/?filter=data:eq:1"), 400)
+    problem(client.get("/api/readings/?filter=blob:eq:1"), 400)
+    problem(client.get("/api/readings/?filter=token:eq:nope"), 400)
+
+
+# -- sorting and fields -----------------------------------------------------------------------
+
+
+def test_sort_on_several_columns(pets: t.Any) -> None:
+    assert names(pets.get("/api/pets/?sort=age,name")) == [
+        "Rex", "Bella", "Kitty", "Tom", "Luna", "Max"]  # NULLs last on every database
+    assert names(pets.get("/api/pets/?sort=-age,-name")) == [
+        "Luna", "Tom", "Kitty", "Bella", "Rex", "Max"]
+    assert names(pets.get("/api/pets/?sort=home_id,-age")) == [
+        "Tom", "Kitty", "Luna", "Bella", "Rex", "Max"]
+    problem(pets.get("/api/pets/?sort=weight"), 400)
+    problem(pets.get("/api/readings/?sort=data"), 400)
+
+
+def test_sparse_fieldsets(pets: t.Any) -> None:
+    items = pets.get("/api/pets/?fields=age&limit=2").get_json()["items"]
+    assert items == [{"name": "Bella", "age": 3}, {"name": "Kitty", "age": 3}]
+    home = pets.get("/api/homes/1?depth=1&fields=pets&fields[pets]=age").get_json()
+    assert home == {"id": 1, "pets": [{"name": "Kitty", "age": 3}, {"name": "Tom", "age": 5}]}
+    # The sort column need not be shown.
+    items = pets.get("/api/pets/?fields=home&sort=-age&limit=1").get_json()["items"]
+    assert items == [{"name": "Luna", "home": 2}]
+    body = problem(pets.get("/api/pets/?fields=weight"), 400)
+    assert "not a field of Pet" in body["detail"]
+    problem(pets.get("/api/pets/?fields[kennels]=x"), 400)
+
+
+# -- pages ------------------------------------------------------------------------------------
+
+
+def link(response: t.Any, rel: str) -> str | None:
+    header: str = response.headers.get("Link", "")
+    for part in header.split(", "):
+        url, _sep, relation = part.partition("; ")
+        if relation == f'rel="{rel}"':
+            return url.strip("<>")
+    return None
+
+
+def test_limit_offset_total_and_links(pets: t.Any) -> None:
+    response = pets.get("/api/pets/?limit=2&offset=2&sort=name")
+    body = response.get_json()
+    assert body == {"items": body["items"], "limit": 2, "offset": 2, "total": 6}
+    assert [p["name"] for p in body["items"]] == ["Luna", "Max"]
+    assert link(response, "next") == "http://localhost/api/pets/?limit=2&sort=name&offset=4"
+    assert link(response, "prev") == "http://localhost/api/pets/?limit=2&sort=name&offset=0"
+    assert link(response, "first") == "http://localhost/api/pets/?limit=2&sort=name&offset=0"
+    assert link(response, "last") == "http://localhost/api/pets/?limit=2&sort=name&offset=4"
+    last = pets.get(link(response, "last"))
+    assert names(last) == ["Rex", "Tom"]
+    assert link(last, "next") is None
+    response = pets.get("/api/pets/?total=false&limit=5")
+    assert "total" not in response.get_json()
+    assert link(response, "last") is None
+    assert link(response, "next") is not None
+    assert len(pets.get("/api/pets/").get_json()["items"]) == 6  # PAGE_SIZE 20
+    assert pets.get("/api/pets/?limit=100").status_code == 200  # MAX_PAGE_SIZE 100
+    body = problem(pets.get("/api/pets/?limit=101"), 400)
+    assert body["title"] == "Page too large"
+    problem(pets.get("/api/pets/?limit=0"), 400)
+    problem(pets.get("/api/pets/?offset=-1"), 400)
+    problem(pets.get("/api/pets/?total=maybe"), 400)
+    assert pets.get("/api/pets/?offset=50").get_json()["items"] == []
+
+
+def test_keyset_cursor_walks_every_item_once(pets: t.Any) -> None:
+    for sort in ("-age,name", "age", "name", "home_id,-name"):
+        expected = names(pets.get("/api/pets/", query_string={"sort": sort}))
+        seen: list[str] = []
+        response = pets.get("/api/pets/", query_string={"sort": sort, "limit": 2, "cursor": ""})
+        while True:
+            body = response.get_json()
+            seen += [p["name"] for p in body["items"]]
+            assert body["total"] == 6
+            if body["next_cursor"] is None:
+                assert link(response, "next") is None
+                break
+            response = pets.get(link(response, "next"))
+        assert seen == expected, sort
+    problem(pets.get("/api/pets/?cursor=garbage!"), 400)
+    token = pets.get("/api/pets/?limit=1&cursor=&sort=age").get_json()["next_cursor"]
+    body = problem(pets.get(f"/api/pets/?limit=1&cursor={token}&sort=name"), 400)
+    assert "was made for the sort 'age'" in body["detail"]
+    problem(pets.get("/api/pets/?cursor=&offset=2"), 400)
+
+
+# -- conditional requests ---------------------------------------------------------------------
+
+
+def test_etag_and_if_none_match(pets: t.Any) -> None:
+    for url in ("/api/pets/Tom", "/api/pets/?sort=name", "/api/homes/1/pets/"):
+        response = pets.get(url)
+        etag = response.headers["ETag"]
+        again = pets.get(url, headers={"If-None-Match": etag})
+        assert again.status_code == 304
+        assert again.data == b""
+        assert again.headers["ETag"] == etag
+        assert pets.get(url, headers={"If-None-Match": '"other"'}).status_code == 200
+    etag = pets.get("/api/pets/Tom").headers["ETag"]
+    pets.patch("/api/pets/Tom", json={"age": 6})
+    changed = pets.get("/api/pets/Tom", headers={"If-None-Match": etag})
+    assert changed.status_code == 200
+    assert changed.headers["ETag"] != etag
+
+
+# -- values -----------------------------------------------------------------------------------
+
+
+def test_values_of_every_type(client: t.Any) -> None:
+    token = uuid.uuid4()
+    response = client.post("/api/readings/", json={
+        "taken_at": "2024-05-01T10:00:00+02:00", "local_at": "2024-05-01T10:00:00.250000",
+        "day": "2024-05-01", "value": "12345678.123456", "ratio": 0.25, "color": "blue",
+        "note": "ok", "data": {"a": [1, 2]}, "blob": base64.b64encode(b"\x00\xff").decode(),
+        "token": str(token)})
+    assert response.status_code == 201, response.get_data(as_text=True)
+    reading = client.get("/api/readings/1").get_json()
+    assert reading.pop("taken_at") == "2024-05-01T08:00:00+00:00"  # in UTC
+    assert reading == {
+        "id": 1, "local_at": "2024-05-01T10:00:00.250000", "day": "2024-05-01",
+        "value": "12345678.123456", "ratio": 0.25, "ok": True, "color": "blue",
+        "note": "ok", "data": {"a": [1, 2]}, "blob": "AP8=", "token": str(token)}
+    # A naive column holds UTC; numbers are accepted for decimals too.
+    client.patch("/api/readings/1", json={"local_at": "2024-05-01T12:00:00+02:00", "value": 2.5})
+    reading = client.get("/api/readings/1").get_json()
+    assert reading["local_at"] == "2024-05-01T10:00:00"
+    assert reading["value"] == "2.500000"
+
+
+def test_properties_are_shown_only_when_asked(make_api: MakeAPI) -> None:
+    project = make_api(models=models_source(setup="", extra="""
+        api_manager.add_model(Home, properties=["label"])
+    """))
+    client = project.app.test_client()
+    client.post("/api/homes/", json={"address": "1 Road"})
+    assert client.get("/api/homes/1").get_json()["label"] == "Home 1 at 1 Road"
+    assert client.get("/api/homes/1?fields=address").get_json() == {"id": 1, "address": "1 Road"}
+    client.post("/api/pets/", json={"name": "Tom", "home": 1})
+    assert client.get("/api/pets/Tom?depth=1").get_json()["home"]["label"] == "Home 1 at 1 Road"
+
+
+def test_project_fixture_is_parametrized(api: Project, db_url: str) -> None:
+    assert api.engine.dialect.name == db_url.split(":")[0].split("+")[0]

@@ -1,0 +1,224 @@
+"""Shared pieces of the API tests: the models of a test project, and the fixtures that build it.
+
+(No tests here: the ``test_ext_api*.py`` files import these helpers.)
+"""
+
+from __future__ import annotations
+
+import textwrap
+import typing as t
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from flasker import Project
+from flasker.util import Model
+from flasker.util.models import forget_models
+
+from .conftest import unique_package
+
+# The test models: Column style and typed 2.0 style, a composite key, a many-to-many,
+# a self-referential tree, every column type the API knows. Names that the module-level
+# models of test_models.py use (House, Cat) are avoided: tables are global to Model.
+MODELS = '''
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import enum
+import uuid
+
+from sqlalchemy import (JSON, Column, DateTime, ForeignKey, ForeignKeyConstraint, Integer,
+                        LargeBinary, Numeric, String, Unicode)
+from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
+
+from flasker import current_project
+from flasker.ext.api import APIManager
+from flasker.util import Model
+from flasker.util.models import forget_models
+
+api_manager = APIManager(add_all_models=ADD_ALL)
+current_project.register_manager(api_manager, config_section=SECTION)
+SETUP
+
+
+class Home(Model):
+    id = Column(Integer, primary_key=True)
+    address = Column(Unicode(128), unique=True)
+    rooms = Column(Integer)
+
+    @property
+    def label(self) -> str:
+        return f"Home {self.id} at {self.address}"
+
+
+class Pet(Model):
+    name = Column(Unicode(64), primary_key=True)
+    home_id = Column(ForeignKey("homes.id"))
+    age = Column(Integer)
+    home = relationship("Home", backref="pets")
+    toys = relationship("Toy", secondary="pet_toys", back_populates="pets",
+                        order_by="Toy.id")
+
+
+class PetToy(Model):
+    pet_name = Column(ForeignKey("pets.name"), primary_key=True)
+    toy_id = Column(ForeignKey("toys.id"), primary_key=True)
+
+
+class Toy(Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    pets: Mapped[list[Pet]] = relationship(secondary="pet_toys", back_populates="toys")
+
+
+class Color(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Reading(Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    taken_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    local_at: Mapped[dt.datetime | None]
+    day: Mapped[dt.date | None]
+    value: Mapped[decimal.Decimal] = mapped_column(Numeric(14, 6))
+    ratio: Mapped[float | None]
+    ok: Mapped[bool] = mapped_column(default=True)
+    color: Mapped[Color | None]
+    note: Mapped[str | None] = mapped_column(String(10))
+    data: Mapped[dict | None] = mapped_column(JSON)
+    blob: Mapped[bytes | None] = mapped_column(LargeBinary)
+    token: Mapped[uuid.UUID | None]
+
+
+class Part(Model):
+    maker: Mapped[str] = mapped_column(String(16), primary_key=True)
+    number: Mapped[int] = mapped_column(primary_key=True)
+    label: Mapped[str | None] = mapped_column(String(32))
+    screws: Mapped[list[Screw]] = relationship(back_populates="part", order_by="Screw.id")
+
+
+class Screw(Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    maker: Mapped[str | None] = mapped_column(String(16))
+    number: Mapped[int | None]
+    part: Mapped[Part | None] = relationship(back_populates="screws")
+    __table_args__ = (ForeignKeyConstraint(["maker", "number"], ["parts.maker", "parts.number"]),)
+
+
+class Node(Model):
+    id = Column(Integer, primary_key=True)
+    parent_id = Column(ForeignKey("nodes.id"))
+    title = Column(String(40))
+    children = relationship("Node", back_populates="parent", order_by="Node.id")
+    parent = relationship("Node", back_populates="children", remote_side=[id])
+    rank = column_property(id * 10)
+'''
+
+
+def models_source(*, add_all: bool = True, section: str | None = "API", setup: str = "",
+                  extra: str = "") -> str:
+    """The models module, with the manager's options and extra code after registration."""
+    source = (MODELS.replace("ADD_ALL", repr(add_all))
+              .replace("SECTION", repr(section))
+              .replace("SETUP", textwrap.dedent(setup)))
+    return source + textwrap.dedent(extra)
+
+
+def project_tables(project: Project) -> list[sa.Table]:
+    """The tables of the project's own models (Model's metadata is shared by every test)."""
+    package = (project.config["PROJECT"]["MODULES"][0]).split(".")[0]
+    tables = {m.__table__ for m in project.models().values()
+              if m.__module__.split(".")[0] == package}
+    return [t for t in Model.metadata.sorted_tables if t in tables]
+
+
+class MakeAPI(t.Protocol):
+    def __call__(self, *, models: str | None = ..., api: str = ...,
+                 app: str = ...) -> Project: ...
+
+
+@pytest.fixture
+def make_api(make_project: t.Callable[..., Project], db_url: str, tmp_path: Path) -> MakeAPI:
+    """``make_api(models=..., api="KEY = value\\n")``: a started project with its tables."""
+
+    def make(*, models: str | None = None, api: str = "", app: str = "") -> Project:
+        package = unique_package()
+        cfg = (f"[PROJECT]\nNAME = API test\nMODULES = {package}.models\nDB_URL = {db_url}\n"
+               f"[API]\n{api}\n[APP]\n{app}\n")
+        try:
+            project = make_project(cfg, files={f"{package}/__init__.py": "",
+                                               f"{package}/models.py": models or models_source()},
+                                   folder=tmp_path / package)
+        except BaseException:
+            # A project that failed to start is never closed: unmap its models here.
+            forget_models({f"{package}.models"})
+            raise
+        Model.metadata.create_all(project.engine, tables=project_tables(project))
+        return project
+
+    return make
+
+
+@pytest.fixture
+def api(make_api: MakeAPI) -> Project:
+    """The test project with every model exposed and default options."""
+    return make_api()
+
+
+@pytest.fixture
+def client(api: Project) -> t.Any:
+    return api.app.test_client()
+
+
+class Statements:
+    """Counts the SQL statements an engine runs (SQLAlchemy's before_cursor_execute event)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.count = 0
+        self.engine = engine
+        sa.event.listen(engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, *_args: t.Any) -> None:
+        self.count += 1
+
+    def reset(self) -> None:
+        self.count = 0
+
+    def close(self) -> None:
+        sa.event.remove(self.engine, "before_cursor_execute", self._seen)
+
+
+@pytest.fixture
+def statements(api: Project) -> t.Iterator[Statements]:
+    counter = Statements(api.engine)
+    yield counter
+    counter.close()
+
+
+def problem(response: t.Any, status: int) -> dict[str, t.Any]:
+    """Assert ``response`` is problem details with ``status``; return its body."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    body = t.cast(dict[str, t.Any], response.get_json(force=True))
+    assert body["status"] == status
+    assert set(body) == {"type", "title", "status", "detail", "errors"}
+    assert body["detail"]
+    return body
+
+
+def fields(body: dict[str, t.Any]) -> dict[str, str]:
+    return {e["field"]: e["reason"] for e in body["errors"]}
+
+
+def seed(client: t.Any) -> None:
+    """Two homes with pets, toys shared between pets."""
+    for address in ("1 Road", "2 Lane"):
+        assert client.post("/api/homes/", json={"address": address}).status_code == 201
+    for kind in ("ball", "mouse"):
+        assert client.post("/api/toys/", json={"kind": kind}).status_code == 201
+    for name, home, toys in (("Tom", 1, [1, 2]), ("Kitty", 1, [1]), ("Rex", 2, [])):
+        response = client.post("/api/pets/", json={"name": name, "home": home, "toys": toys})
+        assert response.status_code == 201, response.get_data(as_text=True)
