@@ -175,8 +175,8 @@ class Model(DeclarativeBase):
         return Page(items=items, page=page, per_page=per_page, total=total or 0)
 
 
-def forget_models(packages: t.Collection[str]) -> None:
-    """Unmap the models declared in ``packages`` (and below) and drop their tables.
+def forget_models(modules: t.Collection[str]) -> None:
+    """Unmap the models declared in ``modules`` or in modules below them; drop their tables.
 
     A project that imports its modules anew (a second project in one process) would
     otherwise find its tables "already defined". SQLAlchemy only disposes whole
@@ -185,7 +185,7 @@ def forget_models(packages: t.Collection[str]) -> None:
     registry = Model.registry
     for manager in list(registry._managers):
         cls = manager.class_
-        if cls.__module__.split(".")[0] not in packages:
+        if not any(cls.__module__ == m or cls.__module__.startswith(m + ".") for m in modules):
             continue
         # A class whose mapping failed half-way has a manager but no '__table__' of its own.
         table = cls.__dict__.get("__table__")

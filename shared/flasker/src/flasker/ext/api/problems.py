@@ -9,16 +9,15 @@ Flask or Werkzeug, a database error) into one.
 from __future__ import annotations
 
 import logging
-import typing as t
 from dataclasses import dataclass, field
 
 from flask import Response
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
-from ...util.json import dumps
+from ...problem import MIMETYPE as MIMETYPE
+from ...problem import problem_response
 
-MIMETYPE = "application/problem+json"
 TYPE_PREFIX = "tag:flasker,2024:api/"
 
 logger = logging.getLogger("flasker.api")
@@ -81,19 +80,11 @@ class Problem(Exception):
             ) from None
         return cls(status, title, detail, errors or [], headers or {}, TYPE_PREFIX + slug)
 
-    def body(self) -> dict[str, t.Any]:
-        return {
-            "type": self.type,
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-            "errors": [{"field": e.field, "reason": e.reason} for e in self.errors],
-        }
-
     def response(self) -> Response:
-        response = Response(dumps(self.body()), status=self.status, mimetype=MIMETYPE)
-        response.headers.update(self.headers)
-        return response
+        return problem_response(
+            self.status, self.title, self.detail, type=self.type, headers=self.headers,
+            errors=[{"field": e.field, "reason": e.reason} for e in self.errors],
+        )
 
 
 def invalid_input(errors: list[FieldError], detail: str | None = None) -> Problem:

@@ -8,12 +8,11 @@ from dataclasses import dataclass
 
 from flask import Response, has_request_context, render_template, request
 
-from ...util.json import dumps
+from ...problem import problem_response
 from .state import auth_state
 
 security_log = logging.getLogger("flasker.security")
 
-PROBLEM_TYPE = "application/problem+json"
 API_PREFIX = "/api"
 
 
@@ -142,15 +141,9 @@ def wants_json() -> bool:
 
 def problem(status: int, title: str, detail: str, *, code: str | None = None,
             headers: t.Mapping[str, str] | None = None) -> Response:
-    """An RFC 9457 problem details response."""
-    body: dict[str, t.Any] = {"type": "about:blank", "title": title, "status": status,
-                              "detail": detail}
-    if code:
-        body["code"] = code
-    response = Response(dumps(body), status=status, mimetype=PROBLEM_TYPE)
-    response.headers.update(headers or {})
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    """An RFC 9457 problem details response, with the refusal's ``code`` when there is one."""
+    members = {"code": code} if code else {}
+    return problem_response(status, title, detail, headers=headers, **members)
 
 
 def render_page(template: str, status: int = 200, **context: t.Any) -> Response:
