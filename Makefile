@@ -37,7 +37,7 @@ bench: $(BENCH_STAMP) ## Run the benchmarks and print their ratios (BENCH_ARGS=-
 
 .PHONY: lint
 lint: $(STAMP) ## ruff and mypy
-	$(VENV)/bin/ruff check shared/flasker/src tests benchmarks
+	$(VENV)/bin/ruff check shared/flasker/src tests benchmarks reference services
 	$(VENV)/bin/mypy
 
 .PHONY: clean

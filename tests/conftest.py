@@ -154,6 +154,19 @@ def runner() -> t.Any:
     return Runner()
 
 
+# -- what the machine has -----------------------------------------------------------------------
+
+
+def unavailable(reason: str) -> t.NoReturn:
+    """Skip a test whose tool is missing here; in CI ($CI set) that is a failure instead.
+
+    CI installs everything (.ci/run), so a missing tool there is a broken run, never a pass.
+    """
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must provide this: {reason}")
+    pytest.skip(reason)
+
+
 # -- processes ---------------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ import uuid
 import pytest
 import requests
 
-from .conftest import SECRET
+from .conftest import SECRET, unavailable
 from .test_stack import ROOT, TEST_TAG, _built, build_image, run, stack_environ, stack_test
 
 REGISTRY = "127.0.0.1:5000"
@@ -33,7 +33,7 @@ def registry() -> t.Iterator[str]:
     was_running = registry_up()
     if not was_running:
         if not REGISTRY_SCRIPT.exists():
-            pytest.skip(f"{REGISTRY_SCRIPT} is missing: CI clones the project beside shared/")
+            unavailable(f"{REGISTRY_SCRIPT} is missing: CI clones the project beside shared/")
         run([REGISTRY_SCRIPT, "start"], timeout=300)
     assert registry_up()
     yield REGISTRY

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .conftest import SECRET, free_port, unique_package, wait_for, write_project
+from .conftest import SECRET, free_port, unavailable, unique_package, wait_for, write_project
 
 if t.TYPE_CHECKING:
     from .conftest import Process
@@ -98,7 +98,7 @@ def docker_ready() -> bool:
 
 def require_docker() -> None:
     if not docker_ready():
-        pytest.skip("no Docker engine answers 'docker info' (CI runs these tests with one)")
+        unavailable("no Docker engine answers 'docker info' (CI runs these tests with one)")
 
 
 _built: dict[str, str] = {}
@@ -221,7 +221,7 @@ def count_rows(stack: Stack) -> tuple[int, int]:
 @pytest.mark.docker
 def test_compose_config_accepts_the_example_env() -> None:
     if shutil.which("docker") is None:
-        pytest.skip("the docker CLI is not installed")
+        unavailable("the docker CLI is not installed")
     run(["docker", "compose", "--env-file", ".env.example", "config", "--quiet"],
         env=stack_environ())
     config = json.loads(run(["docker", "compose", "--env-file", ".env.example", "config",
@@ -260,7 +260,7 @@ def test_compose_config_accepts_the_example_env() -> None:
                                      "FLOWER_USER", "FLOWER_PASSWORD"])
 def test_compose_refuses_a_missing_required_variable(tmp_path: Path, missing: str) -> None:
     if shutil.which("docker") is None:
-        pytest.skip("the docker CLI is not installed")
+        unavailable("the docker CLI is not installed")
     values = example_variables()
     del values[missing]
     env_file = tmp_path / "partial.env"
@@ -309,7 +309,7 @@ def test_make_push_needs_a_registry() -> None:
 def _tool(name: str) -> str:
     path = shutil.which(name, path=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     if path is None:
-        pytest.skip(f"{name} is not installed (pip install 'flasker[test]' brings it)")
+        unavailable(f"{name} is not installed (pip install 'flasker[test]' brings it)")
     return path
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import unavailable
 from .test_stack import ROOT, Stack, stack_test, start_stack
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -34,7 +35,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Stack]:
 @pytest.fixture
 def page() -> t.Iterator[Page]:
     if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed: apt-get install -y chromium")
+        unavailable("Debian's chromium is not installed: apt-get install -y chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
