@@ -260,3 +260,20 @@ def test_flower_without_flower_installed_is_a_clear_error(runner: t.Any, folder:
     result = runner.invoke(["flower"])
     assert result.exit_code == 1
     assert "pip install 'flasker[flower]'" in result.output
+
+
+def test_help_lists_the_projects_own_commands(runner: t.Any, folder: Path) -> None:
+    result = runner.invoke(["-h"])
+    assert result.exit_code == 0, result.output
+    assert "Commands of the project (its app and extensions):" in result.output
+    assert "  hello" in result.output
+
+
+def test_help_works_when_the_project_does_not_load(runner: t.Any, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    write_project(tmp_path, "[PROJECT]\nNAME = x\nMODULS = a\n")
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(["-h"])
+    assert result.exit_code == 0
+    assert "  worker " in result.output
+    assert "The project's own commands cannot be listed: Unknown key 'MODULS'" in result.output

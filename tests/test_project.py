@@ -218,6 +218,9 @@ class Recorder:
         app.extensions["recorder"] = {"greeting": section.get("GREETING", self.greeting)}
         self.calls.append("init_app")
 
+    def before_startup(self, project: Project) -> None:
+        self.calls.append(f"before_startup:{project.started}")
+
     def after_startup(self, project: Project) -> None:
         self.calls.append(f"after_startup:{project.started}")
 
@@ -228,8 +231,16 @@ def test_register_manager_gives_its_section_precedence(tmp_path: Path) -> None:
     manager = Recorder()
     project.register_manager(manager, config_section="recorder")
     assert project.app.extensions["recorder"] == {"greeting": "section"}
-    assert manager.calls == ["init_app", "after_startup:True"]
+    assert manager.calls == ["init_app", "after_startup:True"]  # started: before has passed
     assert project.managers == [manager]
+
+
+def test_a_manager_registered_before_start_up_gets_both_hooks(tmp_path: Path) -> None:
+    path = write_project(tmp_path, "[PROJECT]\nNAME = x\n")
+    project = Project(path, overrides={"APP": {"TESTING": True}}, load_modules=False)
+    manager = project.register_manager(Recorder())
+    project.start()
+    assert manager.calls == ["init_app", "before_startup:False", "after_startup:True"]
 
 
 def test_hooks_run_before_and_after_start_up(tmp_path: Path) -> None:

@@ -32,6 +32,9 @@ class Manager(t.Protocol):
     def init_app(self, app: Flask, *, config_section: str | None = None) -> None: ...
 
 
+M = t.TypeVar("M", bound=Manager)
+
+
 class Project:
     """A flasker project, built from its configuration.
 
@@ -60,6 +63,7 @@ class Project:
         self._before_startup: list[Hook] = []
         self._after_startup: list[Hook] = []
         self.started = False
+        self._starting = False
         self.app: Flask = self._create_app()
         self.engine: sa.Engine = create_engine(self.config)
         self.db: scoped_session[Session] = create_session(self.engine)
@@ -141,6 +145,7 @@ class Project:
         if root not in sys.path:
             sys.path.insert(0, root)
         _forget_modules(modules)
+        self._starting = True
         with project_context(self):
             for hook in self._before_startup:
                 hook(self)
@@ -151,20 +156,24 @@ class Project:
                 # A module that failed half-way may leave models mapped half-way: drop them, so
                 # that they do not break every other project's mappers in this process.
                 _forget_modules(modules)
+                self._starting = False
                 raise
             self.started = True
             for hook in self._after_startup:
                 hook(self)
 
-    def register_manager(self, manager: Manager, config_section: str | None = None) -> Manager:
+    def register_manager(self, manager: M, config_section: str | None = None) -> M:
         """Register an extension: ``manager.init_app(app, config_section=...)``.
 
-        The section's values override the manager's constructor options. A manager
-        with ``before_startup``/``after_startup`` methods has them run as hooks.
+        The section's values override the manager's constructor options. A manager's
+        ``before_startup(project)`` runs before the MODULES are imported (when it is
+        registered before :meth:`start`), its ``after_startup(project)`` once they are.
         """
         section = config_section.upper() if config_section else None
         manager.init_app(self.app, config_section=section)
         self.managers.append(manager)
+        if hasattr(manager, "before_startup") and not self._starting:
+            self.before_startup(manager.before_startup)
         if hasattr(manager, "after_startup"):
             self.after_startup(manager.after_startup)
         return manager

@@ -71,10 +71,35 @@ class LazyGroup(click.Group):
         rows = [(name, HELP.get(name, "")) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
-        formatter.write_paragraph()
-        formatter.write_text(
-            "Commands that the project's app or its extensions add (app.cli) work too."
-        )
+        project_rows, problem = self._app_commands(ctx)
+        if project_rows:
+            with formatter.section("Commands of the project (its app and extensions)"):
+                formatter.write_dl(project_rows)
+        elif problem:
+            formatter.write_paragraph()
+            formatter.write_text(f"The project's own commands cannot be listed: {problem}")
+
+    @staticmethod
+    def _app_commands(ctx: click.Context) -> tuple[list[tuple[str, str]], str | None]:
+        """The project's ``app.cli`` commands, when a configuration file is found here.
+
+        As ``flask --help`` does, this loads the project; a project that fails to load
+        still gets its help, with the reason.
+        """
+        info = ProjectInfo(ctx.params.get("config_path"))
+        if not info.findable():
+            return [], None
+        try:
+            app = info.load().app
+        except (click.ClickException, ImportError) as e:
+            message = e.format_message() if isinstance(e, click.ClickException) else str(e)
+            return [], message
+        rows = []
+        for name in sorted(app.cli.list_commands(ctx)):
+            command = app.cli.get_command(ctx, name)
+            if command is not None and name not in COMMANDS:
+                rows.append((name, command.get_short_help_str(limit=70)))
+        return rows, None
 
     @staticmethod
     def _app_command(ctx: click.Context, cmd_name: str) -> click.Command | None:
