@@ -1,11 +1,13 @@
 """The API extension against its peers: GET of 100, 1,000 and 10,000 houses with 3 cats each.
 
-Four servers answer the same question on the same PostgreSQL rows, each its own
-process served the same way (Werkzeug, one thread, 127.0.0.1):
+Four servers answer the same question on the same PostgreSQL rows (analyzed after
+seeding, as a live database is), each its own process served the same way (Werkzeug,
+one thread, 127.0.0.1, an engine with ``pool_pre_ping``):
 
 - ``flasker``: ``APIManager(add_all_models=True)``, ``GET /api/houses/?limit=N&depth=D``;
 - ``lower``: a hand-written lower bound, SQLAlchemy Core selects of the same columns and
-  orjson, giving byte for byte the JSON flasker gives;
+  orjson, giving byte for byte the JSON flasker gives, the cats selected by the keys of
+  the houses read (one array parameter, as flasker does);
 - ``smorest``: flask-smorest with marshmallow-sqlalchemy auto schemas (cats as keys, or
   nested), ``selectinload`` against N+1, smorest's pagination;
 - ``restless``: Flask-Restless-NG (JSON:API; ``include=cats`` at depth 1), in a virtualenv of
@@ -57,6 +59,7 @@ def seed(url: str) -> None:
         connection.execute(sa.insert(Cat), [
             {"name": f"cat-{i:05d}-{j}", "house_id": i}
             for i in range(1, HOUSES + 1) for j in range(CATS_PER_HOUSE)])
+        # Statistics, as a live database has them: every server gets the plans of production.
         connection.execute(sa.text("ANALYZE houses; ANALYZE cats"))
     engine.dispose()
 

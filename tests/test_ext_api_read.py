@@ -116,6 +116,67 @@ def test_statements_per_request_do_not_grow_with_the_page(
     assert counts[0] == {0: 3, 1: 4, 2: 7}[depth]
 
 
+SHELTERS = """
+class Shelter(Model):
+    id = Column(Integer, primary_key=True)
+    home_id = Column(ForeignKey("homes.id"))
+    # A join condition of its own (not "key = foreign key"): read by a join from shelters.
+    grown = relationship("Pet", viewonly=True, order_by="Pet.name", primaryjoin=(
+        "and_(Shelter.home_id == foreign(Pet.home_id), Pet.age >= 3)"))
+"""
+
+
+def test_a_relationship_with_a_join_condition_of_its_own(make_api: MakeAPI) -> None:
+    client = make_api(models=models_source(extra=SHELTERS)).app.test_client()
+    seed(client)
+    for name, age in (("Tom", 5), ("Kitty", 3), ("Rex", 1)):
+        client.patch(f"/api/pets/{name}", json={"age": age})
+    for name, age in (("Bella", 3), ("Luna", 7)):
+        client.post("/api/pets/", json={"name": name, "age": age, "home": 2})
+    for home in (1, 2, None):
+        assert client.post("/api/shelters/", json={"home_id": home}).status_code == 201
+    grown = [["Kitty", "Tom"], ["Bella", "Luna"], []]
+    assert [s["grown"] for s in client.get("/api/shelters/").get_json()["items"]] == grown
+    page = client.get("/api/shelters/?depth=1").get_json()["items"]
+    assert [[p["name"] for p in s["grown"]] for s in page] == grown
+    assert page[0]["grown"][0] == {"name": "Kitty", "home_id": 1, "age": 3, "home": 1,
+                                   "toys": [1]}
+    page = client.get("/api/shelters/?depth=1&offset=1&limit=1").get_json()["items"]
+    assert [[p["name"] for p in s["grown"]] for s in page] == [["Bella", "Luna"]]
+    assert client.get("/api/shelters/2").get_json()["grown"] == ["Bella", "Luna"]
+    assert names(client.get("/api/shelters/1/grown/")) == ["Kitty", "Tom"]
+
+
+SCOPED_HOMES = """
+from flask import request
+
+
+@api_manager.scope(Home)
+def homes_of_a_size():
+    rooms = request.headers.get("X-Rooms")
+    return None if rooms is None else Home.rooms == int(rooms)
+"""
+
+
+@pytest.mark.parametrize("depth", [0, 1])
+def test_a_scoped_model_is_left_out_of_the_objects_that_point_to_it(
+        make_api: MakeAPI, depth: int) -> None:
+    client = make_api(models=models_source(extra=SCOPED_HOMES)).app.test_client()
+    seed(client)
+    client.patch("/api/homes/1", json={"rooms": 3})
+    client.patch("/api/homes/2", json={"rooms": 4})
+    page = client.get(f"/api/pets/?depth={depth}&fields=name,home",
+                      headers={"X-Rooms": "3"}).get_json()["items"]
+    home = 1 if depth == 0 else {"id": 1, "address": "1 Road", "rooms": 3, "pets": ["Kitty",
+                                                                                   "Tom"]}
+    # Rex lives in home 2, which the caller may not see; Tom's home is shown already.
+    assert page == [{"name": "Kitty", "home": home}, {"name": "Rex", "home": None},
+                    {"name": "Tom", "home": 1}]
+    pet = client.get(f"/api/pets/Rex?depth={depth}", headers={"X-Rooms": "4"}).get_json()
+    assert pet["home"] == (2 if depth == 0 else {"id": 2, "address": "2 Lane", "rooms": 4,
+                                                  "pets": ["Rex"]})
+
+
 # -- filters ----------------------------------------------------------------------------------
 
 

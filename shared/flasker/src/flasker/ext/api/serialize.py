@@ -1,21 +1,25 @@
 """Reading objects at any depth, fast: column rows only, a constant number of statements.
 
 A page is read as rows of the columns it shows (never as ORM objects). Each
-relationship shown adds one statement, whatever the page size: its rows are
-selected by joining the relationship from the page's own SELECT of keys, used as
-a subquery, so there is no N+1 and no list of a thousand bound keys. Objects
-are then assembled depth first; an object already shown in the response is given
-again only as its key, and relationships past the depth are keys.
+relationship shown adds one statement, whatever the page size (no N+1): its rows
+are selected by the keys of the objects read at the level above, on the columns
+that hold them beside the targets (a foreign key, an association table) when
+there are such, else by a join from the parents. On PostgreSQL the keys are one
+array parameter, so that the planner searches an index; other databases are
+given the SELECT of those keys as a subquery. Objects are then assembled depth
+first; an object already shown in the response is given again only as its key,
+and relationships past the depth are keys.
 """
 
 from __future__ import annotations
 
-import itertools
+import functools
 import operator
 import typing as t
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import aliased
 
 if t.TYPE_CHECKING:
@@ -38,8 +42,6 @@ class Plan:
     relations: list[tuple[RelationSpec, ModelSpec, list[int] | None]]
     properties: list[str]
     index: dict[str, int]
-    _makers: dict[tuple[tuple[str, int], ...], t.Callable[[t.Any], dict[str, t.Any]]] = field(
-        default_factory=dict)
 
     def key(self, row: t.Sequence[t.Any]) -> Key:
         at = self.key_at
@@ -52,13 +54,13 @@ class Plan:
         holds thousands of rows. The names are the model's attribute names, quoted with
         ``repr``; nothing of the request goes into the code.
         """
-        cache_key = tuple(inline)
-        found = self._makers.get(cache_key)
-        if found is None:
-            entries = [*((n, i) for i, n in enumerate(self.out)), *inline]
-            source = "lambda row: {" + ", ".join(f"{n!r}: row[{i}]" for n, i in entries) + "}"
-            found = self._makers[cache_key] = eval(source)  # noqa: S307 (see above)
-        return found
+        entries = [*((n, i) for i, n in enumerate(self.out)), *inline]
+        return _maker("lambda row: {" + ", ".join(f"{n!r}: row[{i}]" for n, i in entries) + "}")
+
+
+@functools.lru_cache(maxsize=512)  # shared by requests; bounded, as 'fields' vary the columns
+def _maker(source: str) -> t.Callable[[t.Any], dict[str, t.Any]]:
+    return t.cast("t.Callable[[t.Any], dict[str, t.Any]]", eval(source))  # noqa: S307
 
 
 @dataclass
@@ -84,6 +86,23 @@ class Level:
 
 
 @dataclass
+class Keys:
+    """The keys of one level's objects, and how to select them again in SQL."""
+
+    values: list[Key]
+    select: t.Callable[[], sa.Select[t.Any]]
+    width: int = 1  # columns of a key
+
+
+_NOTHING = object()  # equal to no key
+
+
+def _key_names(width: int) -> list[str]:
+    """The parameters of the arrays of keys, one per key column."""
+    return ["api_keys"] if width == 1 else [f"api_keys{i}" for i in range(width)]
+
+
+@dataclass
 class Page:
     items: list[dict[str, t.Any]]
     has_more: bool
@@ -100,23 +119,39 @@ class Reader:
         self.read = read
         self.options = tuple(options)
         self.scoped = scoped
+        self.arrays = catalog.dialect == "postgresql"
         self._plans: dict[str, Plan] = {}
+        self._connection: sa.Connection | None = None
 
     # -- entry points -----------------------------------------------------------------------
 
     def page(self, spec: ModelSpec, criteria: t.Sequence[sa.ColumnElement[bool]],
              order: t.Sequence[tuple[ColumnSpec, bool]], order_by: t.Sequence[t.Any],
              limit: int, offset: int) -> Page:
-        """One page: ``limit`` objects after ``offset`` in ``order``, and whether more follow."""
+        """One page: ``limit`` objects after ``offset`` in ``order``, and whether more follow.
+
+        ``order_by`` is ``order`` as clauses.
+        """
         plan = self.plan(spec, [c.key for c, _d in order])
-        stmt = sa.select(*plan.select).where(*criteria).order_by(*order_by)
-        rows = list(self._rows(
-            stmt.limit(limit + 1).offset(offset or None).options(*self.options)).all())
+
+        def build() -> sa.Select[t.Any]:
+            return (sa.select(*plan.select).where(*criteria).order_by(*order_by)
+                    .limit(sa.bindparam("api_limit", type_=sa.Integer))
+                    .offset(sa.bindparam("api_offset", type_=sa.Integer))
+                    .options(*self.options))
+
+        shape = ("page", tuple(plan.index), tuple((c.key, d) for c, d in order))
+        stmt = self._statement(spec, shape, build, not criteria)
+        rows = list(self._rows(stmt, {"api_limit": limit + 1, "api_offset": offset}).all())
         has_more = len(rows) > limit
         if has_more:
             del rows[limit:]
-        keys = sa.select(*spec.pk_attrs).where(*criteria).order_by(*order_by).limit(limit)
-        level = self._level(plan, rows, keys.offset(offset or None), self.read.depth)
+
+        def keys() -> sa.Select[t.Any]:
+            return (sa.select(*spec.pk_attrs).where(*criteria).order_by(*order_by)
+                    .limit(limit).offset(offset or None))
+
+        level = self._level(plan, rows, keys, self.read.depth)
         last = None
         if rows:
             last = tuple(rows[-1][plan.index[c.key]] for c, _d in order)
@@ -129,17 +164,64 @@ class Reader:
             sa.select(*plan.select).where(criterion).options(*self.options)).all()
         if not rows:
             return None
-        level = self._level(plan, rows, sa.select(*spec.pk_attrs).where(criterion),
+        level = self._level(plan, rows, lambda: sa.select(*spec.pk_attrs).where(criterion),
                             self.read.depth)
         return self._assemble(level)[0]
 
-    def _rows(self, stmt: sa.Select[t.Any]) -> sa.CursorResult[t.Any]:
+    def _rows(self, stmt: sa.Select[t.Any], params: dict[str, t.Any] | None = None
+              ) -> sa.CursorResult[t.Any]:
         """Run a SELECT of columns on the session's connection.
 
         The statement is compiled as the ORM compiles it (relationship joins, scopes), but
         its rows skip the ORM's loading step: they are plain rows, read by position.
         """
-        return self.db.connection().execute(stmt)
+        connection = self._connection
+        if connection is None:  # the session's, for the whole read: nothing commits meanwhile
+            connection = self._connection = self.db.connection()
+        return connection.execute(stmt, params)
+
+    def _statement(self, spec: ModelSpec, shape: tuple[t.Any, ...],
+                   build: t.Callable[[], sa.Select[t.Any]], reusable: bool = True
+                   ) -> sa.Select[t.Any]:
+        """``build()``, made once for all requests when nothing of this one is in it.
+
+        A scope (the caller's rows only) is of the request; ``reusable`` says whether the
+        statement holds values of the request otherwise.
+        """
+        if self.options or not reusable:
+            return build()
+        return t.cast("sa.Select[t.Any]", spec.statement(shape, build))
+
+    def _among(self, columns: t.Sequence[t.Any], keys: Keys) -> sa.ColumnElement[bool]:
+        """``columns`` (holding a key) equal to one of ``keys``; see :meth:`_key_values`.
+
+        PostgreSQL takes the keys as one array parameter per column: the statement stays
+        the same whatever their number (compiled once, prepared by the driver), and it is
+        planned as an index search, where ``IN (SELECT ...)`` is planned as a join that
+        scans the whole table. Other databases limit the parameters of a statement and
+        take the SELECT of the keys instead.
+        """
+        if not self.arrays:
+            select = keys.select().correlate(None)  # its own FROM, even if a table repeats
+            if len(columns) == 1:
+                return t.cast("sa.ColumnElement[bool]", columns[0].in_(select))
+            return sa.tuple_(*columns).in_(select)
+        names = _key_names(len(columns))
+        arrays = [sa.bindparam(name, type_=ARRAY(column.type))
+                  for name, column in zip(names, columns, strict=True)]
+        if len(columns) == 1:
+            return t.cast("sa.ColumnElement[bool]", columns[0] == sa.any_(arrays[0]))
+        table = sa.func.unnest(*arrays).table_valued(*names).render_derived()
+        return sa.tuple_(*columns).in_(sa.select(*table.c))
+
+    def _key_values(self, keys: Keys) -> dict[str, t.Any]:
+        """The parameters of :meth:`_among`: an array of each key column on PostgreSQL."""
+        if not self.arrays:
+            return {}
+        if keys.width == 1:
+            return {"api_keys": keys.values}
+        return {name: [key[i] for key in keys.values]
+                for i, name in enumerate(_key_names(keys.width))}
 
     # -- plans ------------------------------------------------------------------------------
 
@@ -160,7 +242,7 @@ class Reader:
             relations.append((relation, target))
         extra = [n for n in need if n not in out]
         for relation, _target in relations:
-            if relation.local_key and relation.target not in self.scoped:
+            if relation.local_key:
                 extra += [n for n in relation.local_key if n not in out and n not in extra]
         names = out + extra
         index = {name: i for i, name in enumerate(names)}
@@ -169,8 +251,7 @@ class Reader:
             key_at=[index[c.key] for c in spec.pk],
             convert=[(k, f) for k in out if (f := spec.columns[k].kind.to_json) is not None],
             relations=[
-                (r, tgt, [index[n] for n in r.local_key]
-                 if r.local_key and r.target not in self.scoped else None)
+                (r, tgt, [index[n] for n in r.local_key] if r.local_key else None)
                 for r, tgt in relations
             ],
             properties=[p for p in spec.properties if fields is None or p in fields],
@@ -182,64 +263,74 @@ class Reader:
 
     # -- loading ----------------------------------------------------------------------------
 
-    def _level(self, plan: Plan, rows: t.Sequence[t.Any], select_keys: sa.Select[t.Any],
-               depth: int, owners: tuple[int, dict[Key, list[Key]],
-                                         dict[Key, list[dict[str, t.Any]]] | None] | None = None
+    def _level(self, plan: Plan, rows: t.Sequence[t.Any],
+               select_keys: t.Callable[[], sa.Select[t.Any]], depth: int,
+               owners: tuple[t.Callable[[t.Any], Key], dict[Key, list[Key]],
+                             dict[Key, list[dict[str, t.Any]]] | None] | None = None
                ) -> Level:
-        """Build the objects of ``rows``; ``keys`` selects their keys for the next depth.
+        """Build the objects of ``rows``, then load what the next depth shows of them.
 
-        ``owners`` is given for the rows of a relationship, ordered by parent: the position
-        of the parent's key in each row, the parent → children keys map to fill, and, when
-        each child has one parent, the parent → children objects map to fill.
+        ``select_keys`` builds a SELECT of the rows' keys, for databases that take no
+        array of keys. ``owners`` is given for the rows of a relationship, ordered by
+        parent: the parent's key of a row, the parent → children keys map to fill, and,
+        when each child has one parent, the parent → children objects map to fill.
         """
         level = Level(plan)
         key_at = plan.key_at
-        first = key_at[0] if len(key_at) == 1 else -1
-        # Many-to-ones past the depth whose key is a column of the row already.
+        key_of = operator.itemgetter(*key_at)  # a tuple for a composite key
+        scoped = self.scoped
+        # Many-to-ones past the depth whose key is a column of the row already (unless the
+        # target is scoped: whether the caller may see it is then the database's to say).
         inline = [(r.key, local[0]) for r, _tgt, local in plan.relations
-                  if depth == 0 and local is not None and len(local) == 1]
+                  if depth == 0 and local is not None and len(local) == 1
+                  and r.target not in scoped]
         make = plan.maker(inline)
-        if owners is not None:
-            # The rows come ordered by parent: each parent's children are one group.
-            owner_at, children, members = owners
-            get_owner = operator.itemgetter(owner_at)
+        if owners is None:
+            items = [make(row) for row in rows]
+        else:
+            # The rows come ordered by parent: each parent's children are one run of rows.
+            owner_of, children, members = owners
+            last: t.Any = _NOTHING
+            keyed: list[Key] = []
             if members is None:  # a child may have several parents: build it once
-                for owner, same in itertools.groupby(rows, get_owner):
-                    children[owner] = [row[first] if first >= 0 else
-                                       tuple(row[i] for i in key_at) for row in same]
-                rows = list({(row[first] if first >= 0 else tuple(row[i] for i in key_at)):
-                             row for row in rows}.values())
+                for row in rows:
+                    owner = owner_of(row)
+                    if owner != last:
+                        keyed = children[owner] = []
+                        last = owner
+                    keyed.append(key_of(row))
+                rows = list({key_of(row): row for row in rows}.values())
+                items = [make(row) for row in rows]
             else:  # one parent each: the parents get their children's objects at once
-                items: list[dict[str, t.Any]] = []
-                for owner, grouped in itertools.groupby(rows, get_owner):
-                    group = list(grouped)
-                    made = [make(row) for row in group]
-                    members[owner] = made
-                    children[owner] = ([row[first] for row in group] if first >= 0 else
-                                       [tuple(row[i] for i in key_at) for row in group])
-                    items += made
-                level.items = items
-        if owners is None or owners[2] is None:
-            level.items = [make(row) for row in rows]
-        items = level.items
-        keys = level.keys = ([row[first] for row in rows] if first >= 0 else
-                             [tuple(row[i] for i in key_at) for row in rows])
+                items = [make(row) for row in rows]
+                made: list[dict[str, t.Any]] = []
+                for row, item in zip(rows, items, strict=True):
+                    owner = owner_of(row)
+                    if owner != last:
+                        made = members[owner] = []
+                        keyed = children[owner] = []
+                        last = owner
+                    made.append(item)
+                    keyed.append(key_of(row))
+        level.items = items
+        keys = level.keys = list(map(key_of, rows))
         level.by_key = dict(zip(keys, items, strict=True))
-        kept = rows
         for name, convert in plan.convert:
             for item in items:
                 value = item[name]
                 if value is not None:
                     item[name] = convert(value)
-        keys_stmt = select_keys.correlate(None)  # a subquery of its own, even if a table repeats
+        source = Keys(keys, select_keys, len(key_at))
         for relation, target, local in plan.relations:
-            if depth == 0 and local is not None:
-                if len(local) > 1:
-                    self._local_keys(level, kept, relation, target, local)
-            else:
-                level.links.append(self._link(plan, keys_stmt, relation, target, depth))
-        if plan.properties and items:
-            self._properties(plan, level, keys_stmt)
+            if local is None:
+                level.links.append(self._link(plan, source, relation, target, depth))
+            elif depth or relation.target in scoped:
+                level.links.append(
+                    self._link_local(plan, rows, source, relation, target, local, depth))
+            elif len(local) > 1:
+                self._local_keys(level, rows, relation, target, local)
+        if plan.properties:
+            self._properties(plan, level, source)
         return level
 
     def _local_keys(self, level: Level, rows: t.Sequence[t.Any], relation: RelationSpec,
@@ -250,50 +341,130 @@ class Reader:
             values = tuple(row[i] for i in local)
             item[name] = None if None in values else target.key_json(values)
 
-    def _link(self, plan: Plan, keys: sa.Select[t.Any], relation: RelationSpec,
-              target: ModelSpec, depth: int) -> Link:
-        parent = aliased(plan.spec.model)
-        parent_key = [getattr(parent, c.key) for c in plan.spec.pk]
-        joined = getattr(parent, relation.key)
-        source = plan.spec.key_in(keys, parent)
+    def _link(self, plan: Plan, keys: Keys, relation: RelationSpec, target: ModelSpec,
+              depth: int) -> Link:
+        """The targets of a relationship of the objects ``keys``, in one statement."""
+        parent_spec = plan.spec
+        reach = relation.reach
+
+        def frame() -> tuple[list[t.Any], t.Callable[..., sa.Select[t.Any]]]:
+            """The columns holding the parent's key beside the targets; a SELECT there."""
+            if reach is not None:  # the columns beside the targets that name their parent
+                def select(*columns: t.Any) -> sa.Select[t.Any]:
+                    stmt = sa.select(*columns).select_from(target.model)
+                    if reach.secondary is not None:
+                        stmt = stmt.join(reach.secondary, reach.onclause)
+                    return stmt
+
+                return list(reach.owner), select
+            parent = aliased(parent_spec.model)  # else a join from the parents
+            joined = getattr(parent, relation.key)
+
+            def joined_select(*columns: t.Any) -> sa.Select[t.Any]:
+                return sa.select(*columns).select_from(parent).join(joined)
+
+            return [getattr(parent, c.key) for c in parent_spec.pk], joined_select
+
         order = list(relation.order_by) or target.pk_attrs
+
+        def build(columns: t.Sequence[t.Any], with_owner: bool = True) -> sa.Select[t.Any]:
+            owner, select = frame()
+            return (select(*columns, *(owner if with_owner else ()))
+                    .where(self._among(owner, keys)).order_by(*owner, *order)
+                    .options(*self.options))
+
+        params = self._key_values(keys)
+        width = keys.width
         link = Link(relation, target)
         children = link.children
         if depth == 0:
-            stmt = (sa.select(*target.pk_attrs, *parent_key).select_from(parent).join(joined)
-                    .where(source).order_by(*parent_key, *order).options(*self.options))
-            width = len(target.pk)
-            rows: t.Sequence[t.Any] = self._rows(stmt).all()
-            if len(parent_key) > 1:
-                rows = [(*row[:width], tuple(row[width:])) for row in rows]
-            for owner, group in itertools.groupby(rows, operator.itemgetter(width)):
-                if width == 1:
-                    children[owner] = [row[0] for row in group]
-                else:
-                    children[owner] = [target.key_json(tuple(row[:width])) for row in group]
+            stmt = self._statement(parent_spec, ("keys", relation.key),
+                                   lambda: build(target.pk_attrs), self.arrays)
+            rows = self._rows(stmt, params).all()
+            size = len(target.pk)
+            key_of = operator.itemgetter(*range(size))
+            owner_of = operator.itemgetter(*range(size, size + width))
+            as_json = size > 1  # keys only are shown as the API shows keys
+            last: t.Any = _NOTHING
+            keyed: list[t.Any] = []
+            for row in rows:
+                owner = owner_of(row)
+                if owner != last:
+                    keyed = children[owner] = []
+                    last = owner
+                keyed.append(target.key_json(key_of(row)) if as_json else key_of(row))
             return link
         target_plan = self.plan(target)
-        # The target's columns first, so that its plan reads the row as it is; the parent's
-        # key last.
-        select = [*target_plan.select, *parent_key]
-        stmt = (sa.select(*select).select_from(parent).join(joined)
-                .where(source).order_by(*parent_key, *order).options(*self.options))
-        rows = self._rows(stmt).all()
-        owner_at = len(target_plan.select)
-        if len(parent_key) > 1:
-            rows = [(*row[:owner_at], tuple(row[owner_at:])) for row in rows]
-        child_keys = (sa.select(*target.pk_attrs).select_from(parent).join(joined)
-                      .where(source))
+        # The target's columns as its plan reads them; the parent's key after them, unless
+        # it is one of them already.
+        columns = target_plan.select
+        own = reach.owner_keys if reach is not None else None
+        if own is not None and all(name in target_plan.index for name in own):
+            owner_of = operator.itemgetter(*(target_plan.index[name] for name in own))
+        else:
+            owner_of = operator.itemgetter(*range(len(columns), len(columns) + width))
+            own = None
+        stmt = self._statement(
+            parent_spec, ("objects", relation.key, tuple(target_plan.index)),
+            lambda: build(columns, with_owner=own is None), self.arrays)
+        rows = self._rows(stmt, params).all()
         if relation.one_to_many:
             link.members = {}
+
+        def child_keys() -> sa.Select[t.Any]:
+            owner, select = frame()
+            return select(*target.pk_attrs).where(self._among(owner, keys))
+
         link.level = self._level(target_plan, rows, child_keys, depth - 1,
-                                 owners=(owner_at, children, link.members))
+                                 owners=(owner_of, children, link.members))
         return link
 
-    def _properties(self, plan: Plan, level: Level, keys: sa.Select[t.Any]) -> None:
+    def _link_local(self, plan: Plan, rows: t.Sequence[t.Any], keys: Keys,
+                    relation: RelationSpec, target: ModelSpec, local: list[int],
+                    depth: int) -> Link:
+        """A many-to-one whose key is in the parents' rows: the targets of those keys."""
+        link = Link(relation, target)
+        single = len(local) == 1
+        wanted = [row[local[0]] if single else tuple(row[i] for i in local) for row in rows]
         spec = plan.spec
-        stmt = sa.select(spec.model).where(spec.key_in(keys)).options(*self.options)
-        for instance in self.db.scalars(stmt):
+        local_attrs = [spec.columns[n].attr for n in relation.local_key or ()]
+
+        def local_keys() -> sa.Select[t.Any]:
+            return sa.select(*local_attrs).where(self._among(spec.pk_attrs, keys))
+
+        found_keys = Keys(list(dict.fromkeys(k for k in wanted if k is not None and
+                                             (single or None not in k))), local_keys, len(local))
+        params = self._key_values(found_keys)
+
+        def build(*columns: t.Any) -> sa.Select[t.Any]:
+            return (sa.select(*columns).where(self._among(target.pk_attrs, found_keys))
+                    .options(*self.options))
+
+        found: t.Container[Key]
+        if depth == 0:
+            stmt = self._statement(spec, ("keys", relation.key),
+                                   lambda: build(*target.pk_attrs), self.arrays)
+            found = {row[0] if single else tuple(row) for row in self._rows(stmt, params)}
+        else:
+            target_plan = self.plan(target)
+            stmt = self._statement(spec, ("objects", relation.key, tuple(target_plan.index)),
+                                   lambda: build(*target_plan.select), self.arrays)
+            link.level = self._level(target_plan, self._rows(stmt, params).all(),
+                                     lambda: build(*target.pk_attrs), depth - 1)
+            found = link.level.by_key
+        # Keys only are shown as the API shows keys; expanded objects are found by key.
+        as_json = link.level is None and not single
+        children = link.children
+        for parent_key, key in zip(keys.values, wanted, strict=True):
+            if key is not None and key in found:
+                children[parent_key] = [target.key_json(key) if as_json else key]
+        return link
+
+    def _properties(self, plan: Plan, level: Level, keys: Keys) -> None:
+        spec = plan.spec
+        stmt = (sa.select(spec.model).where(self._among(spec.pk_attrs, keys))
+                .options(*self.options))
+        for instance in self.db.scalars(stmt, self._key_values(keys)):
             values = tuple(getattr(instance, c.key) for c in spec.pk)
             item = level.by_key.get(values[0] if len(values) == 1 else values)
             if item is not None:

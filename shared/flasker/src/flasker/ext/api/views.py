@@ -114,10 +114,11 @@ def empty(status: int) -> Response:
     return response
 
 
-def _url(**changes: t.Any) -> str:
-    args = [(k, v) for k, v in request.args.items(multi=True) if k not in changes]
-    args += [(k, str(v)) for k, v in changes.items()]
-    return f"{request.base_url}?{urlencode(args)}"
+def _urls(name: str) -> t.Callable[[t.Any], str]:
+    """This request's URL with the query parameter ``name`` set to a given value (last)."""
+    kept = urlencode([(k, v) for k, v in request.args.items(multi=True) if k != name])
+    prefix = f"{request.base_url}?{kept}{'&' if kept else ''}"
+    return lambda value: prefix + urlencode([(name, str(value))])
 
 
 def _json_body() -> t.Any:
@@ -279,9 +280,14 @@ class Endpoints:
         criteria = [*read.criteria, *extra]
         total = None
         if read.total:
-            counted = sa.select(*spec.pk_attrs).where(*criteria).subquery()
-            total = self.db.scalar(
-                sa.select(sa.func.count()).select_from(counted).options(*options))
+            def count() -> sa.Select[t.Any]:
+                counted = sa.select(*spec.pk_attrs).where(*criteria).subquery()
+                return sa.select(sa.func.count()).select_from(counted).options(*options)
+
+            # On the session's connection, as the reader's selects: compiled by the ORM (for
+            # the scopes), without the ORM's result handling.
+            stmt = count() if criteria or options else spec.statement(("count",), count)
+            total = self.db.connection().execute(stmt).scalar()
         reader = Reader(self.db, access, read, options, access.scoped)
         offset = 0 if read.keyset else read.offset
         page = reader.page(spec, [*read.window(), *extra], read.order, read.order_by(),
@@ -294,19 +300,21 @@ class Endpoints:
             token = (encode_cursor(read, page.last_order)
                      if page.has_more and page.last_order is not None else None)
             body["next_cursor"] = token
-            links.append(f'<{_url(cursor="")}>; rel="first"')
+            url = _urls("cursor")
+            links.append(f'<{url("")}>; rel="first"')
             if token is not None:
-                links.append(f'<{_url(cursor=token)}>; rel="next"')
+                links.append(f'<{url(token)}>; rel="next"')
         else:
             body["offset"] = read.offset
-            links.append(f'<{_url(offset=0)}>; rel="first"')
+            url = _urls("offset")
+            links.append(f'<{url(0)}>; rel="first"')
             if read.offset:
-                links.append(f'<{_url(offset=max(0, read.offset - read.limit))}>; rel="prev"')
+                links.append(f'<{url(max(0, read.offset - read.limit))}>; rel="prev"')
             if page.has_more:
-                links.append(f'<{_url(offset=read.offset + read.limit)}>; rel="next"')
+                links.append(f'<{url(read.offset + read.limit)}>; rel="next"')
             if total is not None:
                 last = max(0, (total - 1) // read.limit * read.limit)
-                links.append(f'<{_url(offset=last)}>; rel="last"')
+                links.append(f'<{url(last)}>; rel="last"')
         return json_response(body, etag=True, headers={"Link": ", ".join(links)})
 
     def _require(self, spec: ModelSpec, access: Access, key: Key) -> None:
