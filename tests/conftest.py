@@ -154,6 +154,26 @@ def runner() -> t.Any:
     return Runner()
 
 
+# -- the fake OpenID provider (tests/oidc_provider.py) -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def provider_server() -> t.Iterator[t.Any]:
+    """The fake OpenID provider on a loopback port, once per test module."""
+    from .oidc_provider import FakeProvider
+
+    server = FakeProvider().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def provider(provider_server: t.Any) -> t.Any:
+    """The fake provider with every fault switch reset."""
+    provider_server.reset()
+    return provider_server
+
+
 # -- what the machine has -----------------------------------------------------------------------
 
 

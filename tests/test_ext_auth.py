@@ -25,18 +25,6 @@ from .oidc_provider import CLIENT_ID, Account, FakeProvider, Flow, auth_cfg, aut
 Make = t.Callable[..., Project]
 
 
-@pytest.fixture(scope="module")
-def provider_server() -> t.Iterator[FakeProvider]:
-    server = FakeProvider().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def provider(provider_server: FakeProvider) -> FakeProvider:
-    provider_server.reset()
-    return provider_server
-
 
 @pytest.fixture
 def build(tmp_path: Path, provider: FakeProvider) -> t.Iterator[t.Callable[..., Project]]:

@@ -22,18 +22,6 @@ from .oidc_provider import FakeProvider, Flow, auth_cfg, auth_files
 TOKEN_RE = re.compile(r"flk_[A-Za-z0-9_-]{43}")
 
 
-@pytest.fixture(scope="module")
-def provider_server() -> t.Iterator[FakeProvider]:
-    server = FakeProvider().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def provider(provider_server: FakeProvider) -> FakeProvider:
-    provider_server.reset()
-    return provider_server
-
 
 @pytest.fixture
 def cfg_path(tmp_path: Path, provider: FakeProvider) -> Path:
