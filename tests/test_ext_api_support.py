@@ -14,7 +14,6 @@ import sqlalchemy as sa
 
 from flasker import Project
 from flasker.util import Model
-from flasker.util.models import forget_models
 
 from .conftest import unique_package
 
@@ -36,7 +35,6 @@ from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
 from flasker import current_project
 from flasker.ext.api import APIManager
 from flasker.util import Model
-from flasker.util.models import forget_models
 
 api_manager = APIManager(add_all_models=ADD_ALL)
 current_project.register_manager(api_manager, config_section=SECTION)
@@ -148,14 +146,10 @@ def make_api(make_project: t.Callable[..., Project], db_url: str, tmp_path: Path
         package = unique_package()
         cfg = (f"[PROJECT]\nNAME = API test\nMODULES = {package}.models\nDB_URL = {db_url}\n"
                f"[API]\n{api}\n[APP]\n{app}\n")
-        try:
-            project = make_project(cfg, files={f"{package}/__init__.py": "",
-                                               f"{package}/models.py": models or models_source()},
-                                   folder=tmp_path / package)
-        except BaseException:
-            # A project that failed to start is never closed: unmap its models here.
-            forget_models({f"{package}.models"})
-            raise
+        # A project that fails to start unmaps its models itself (Project.start).
+        project = make_project(cfg, files={f"{package}/__init__.py": "",
+                                           f"{package}/models.py": models or models_source()},
+                               folder=tmp_path / package)
         Model.metadata.create_all(project.engine, tables=project_tables(project))
         return project
 

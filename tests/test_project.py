@@ -336,3 +336,25 @@ def test_a_module_that_fails_half_way_leaves_no_broken_model(tmp_path: Path) -> 
         assert models["Clash"].__module__ == f"{first}.models"
     finally:
         kept.close()
+
+
+def test_a_failing_after_startup_hook_releases_the_models(tmp_path: Path) -> None:
+    package = unique_package()
+    model = """
+        from sqlalchemy import Column, Integer
+        from flasker import current_project
+        from flasker.util import Model
+
+        class Hooked(Model):
+            id = Column(Integer, primary_key=True)
+
+        def refuse(project):
+            raise RuntimeError("the extension refused the models")
+
+        current_project.after_startup(refuse)
+    """
+    path = write_project(tmp_path, f"[PROJECT]\nNAME = h\nMODULES = {package}.models\n",
+                         {f"{package}/__init__.py": "", f"{package}/models.py": model})
+    for _ in range(2):  # the second attempt would find 'hookeds' defined if it were kept
+        with pytest.raises(RuntimeError, match="the extension refused the models"):
+            Project(path, overrides={"APP": {"TESTING": True}})

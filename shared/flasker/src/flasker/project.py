@@ -147,20 +147,21 @@ class Project:
         _forget_modules(modules)
         self._starting = True
         with project_context(self):
-            for hook in self._before_startup:
-                hook(self)
             try:
+                for hook in self._before_startup:
+                    hook(self)
                 for name in modules:
                     _import(name, root)
+                self.started = True
+                for hook in self._after_startup:
+                    hook(self)
             except BaseException:
-                # A module that failed half-way may leave models mapped half-way: drop them, so
-                # that they do not break every other project's mappers in this process.
+                # A project that failed to start is never closed, and a module that failed
+                # half-way may leave models mapped half-way: drop its models now, so that they
+                # break no other project's mappers in this process.
                 _forget_modules(modules)
-                self._starting = False
+                self.started = self._starting = False
                 raise
-            self.started = True
-            for hook in self._after_startup:
-                hook(self)
 
     def register_manager(self, manager: M, config_section: str | None = None) -> M:
         """Register an extension: ``manager.init_app(app, config_section=...)``.
