@@ -1,8 +1,11 @@
 """The API extension against its peers: GET of 100, 1,000 and 10,000 houses with 3 cats each.
 
-Four servers answer the same question on the same PostgreSQL rows (analyzed after
-seeding, as a live database is), each its own process served the same way (Werkzeug,
-one thread, 127.0.0.1, an engine with ``pool_pre_ping``):
+Each size is a whole collection: the tables are filled with exactly N houses and 3N cats
+(and analyzed, as a live database is) and the whole collection is read (``limit=N``).
+Four servers answer the same question on the same PostgreSQL rows, each its own process
+served the same way (gunicorn, one gthread worker of one thread, 127.0.0.1, keep-alive: one
+``requests.Session`` per server, checked to use one connection throughout, an engine with
+``pool_pre_ping``):
 
 - ``flasker``: ``APIManager(add_all_models=True)``, ``GET /api/houses/?limit=N&depth=D``;
 - ``lower``: a hand-written lower bound, SQLAlchemy Core selects of the same columns and
@@ -43,24 +46,34 @@ if t.TYPE_CHECKING:
 HERE = Path(__file__).parent
 SERVERS = HERE / "api" / "servers.py"
 IMPLS = ("flasker", "lower", "smorest", "restless")
-RESTLESS_REQUIREMENTS = ["flask-restless-ng>=3", "psycopg[binary]>=3.1", "orjson"]
-HOUSES = 10_000
+RESTLESS_REQUIREMENTS = ["flask-restless-ng>=3", "psycopg[binary]>=3.1", "orjson", "gunicorn>=22"]
 CATS_PER_HOUSE = 3
 
 
-def seed(url: str) -> None:
-    """10,000 houses with 3 cats each, in tables of their own names (dropped first)."""
+def create(url: str) -> None:
+    """The benchmark's tables, of their own names (dropped first), empty."""
     engine = sa.create_engine(url)
     Base.metadata.drop_all(engine)
     Base.metadata.create_all(engine)
+    engine.dispose()
+
+
+def seed(url: str, houses: int) -> None:
+    """Exactly ``houses`` houses with 3 cats each: the whole collection that is then read.
+
+    The tables are emptied (``TRUNCATE``: the same tables, so the running servers keep their
+    statements) and analyzed after filling, as a live database has statistics.
+    """
+    engine = sa.create_engine(url)
     with engine.begin() as connection:
+        connection.execute(sa.text("TRUNCATE cats, houses"))
         connection.execute(sa.insert(House), [
-            {"id": i, "address": f"{i} Cat Street"} for i in range(1, HOUSES + 1)])
+            {"id": i, "address": f"{i} Cat Street"} for i in range(1, houses + 1)])
         connection.execute(sa.insert(Cat), [
             {"name": f"cat-{i:05d}-{j}", "house_id": i}
-            for i in range(1, HOUSES + 1) for j in range(CATS_PER_HOUSE)])
-        # Statistics, as a live database has them: every server gets the plans of production.
-        connection.execute(sa.text("ANALYZE houses; ANALYZE cats"))
+            for i in range(1, houses + 1) for j in range(CATS_PER_HOUSE)])
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(sa.text("ANALYZE houses, cats"))
     engine.dispose()
 
 
@@ -98,6 +111,7 @@ class Server:
                                         stderr=subprocess.STDOUT, start_new_session=True)
         self.base = f"http://127.0.0.1:{self.port}/api"
         self.session = requests.Session()
+        self.connections: set[str] = set()  # the client ports the server saw
         if impl == "restless":  # JSON:API refuses other media types
             self.session.headers["Accept"] = "application/vnd.api+json"
         deadline = time.monotonic() + 60
@@ -124,7 +138,16 @@ class Server:
         elapsed = time.perf_counter() - started
         if response.status_code != 200:
             raise RuntimeError(f"{self.impl}: {response.status_code} {response.text[:500]}")
+        if "Content-Length" not in response.headers:
+            raise RuntimeError(f"{self.impl}: no Content-Length, the answer was streamed.")
+        self.connections.add(response.headers["X-Client-Port"])
         return elapsed, response
+
+    def check_reused(self) -> None:
+        """Every request went over one kept-alive connection, as production clients do."""
+        if len(self.connections) != 1:
+            raise AssertionError(f"{self.impl}: {len(self.connections)} TCP connections were"
+                                 " opened where one kept alive should serve every request.")
 
     def stop(self) -> None:
         self.session.close()
@@ -171,15 +194,15 @@ def canonical(impl: str, response: requests.Response, depth: int) -> list[t.Any]
 
 def run(ctx: Context) -> list[dict[str, t.Any]]:
     sizes = (100, 1_000) if ctx.quick else (100, 1_000, 10_000)
-    rounds = {100: 30, 1_000: 10, 10_000: 5} if not ctx.quick else {100: 5, 1_000: 2}
-    seed(ctx.pg_url)
+    rounds = {100: 100, 1_000: 20, 10_000: 5} if not ctx.quick else {100: 20, 1_000: 3}
+    create(ctx.pg_url)
     pythons = {impl: Path(sys.executable) for impl in IMPLS}
     pythons["restless"] = restless_python(ctx.tmp)
     servers: dict[str, Server] = {}
     try:
         for impl in IMPLS:
             servers[impl] = Server(impl, pythons[impl], ctx.pg_url, ctx.tmp)
-        timings, statements = measure(servers, sizes, rounds)
+        timings, statements = measure(servers, sizes, rounds, ctx.pg_url)
     finally:
         for server in servers.values():
             server.stop()
@@ -187,12 +210,14 @@ def run(ctx: Context) -> list[dict[str, t.Any]]:
     return results(timings, statements, sizes)
 
 
-def measure(servers: dict[str, Server], sizes: t.Sequence[int], rounds: dict[int, int]
+def measure(servers: dict[str, Server], sizes: t.Sequence[int], rounds: dict[int, int], url: str
             ) -> tuple[dict[tuple[str, int, int], float], dict[tuple[str, int, int], int]]:
+    """Each size as a whole collection: the tables hold exactly that many houses, all read."""
     timings: dict[tuple[str, int, int], float] = {}
     statements: dict[tuple[str, int, int], int] = {}
-    for depth in (0, 1):
-        for size in sizes:
+    for size in sizes:
+        seed(url, size)
+        for depth in (0, 1):
             expected = None
             samples: dict[str, list[float]] = {impl: [] for impl in servers}
             for impl, server in servers.items():  # warm up, check the answers
@@ -214,6 +239,8 @@ def measure(servers: dict[str, Server], sizes: t.Sequence[int], rounds: dict[int
                     samples[impl].append(server.get(size, depth)[0])
             for impl in servers:
                 timings[(impl, size, depth)] = statistics.median(samples[impl])
+    for server in servers.values():
+        server.check_reused()
     return timings, statements
 
 

@@ -2,10 +2,13 @@
 
 IMPL is ``flasker``, ``lower`` (hand-written: SQLAlchemy Core + orjson), ``smorest``
 (flask-smorest + marshmallow-sqlalchemy) or ``restless`` (Flask-Restless-NG, run by the
-Python of its own virtualenv). Every one is served the same way: Werkzeug's server,
-one thread, on 127.0.0.1, and its engine tests a connection before use
-(``pool_pre_ping``, flasker's default). Each response says how many SQL statements it
-ran in the ``X-Statements`` header (SQLAlchemy's ``before_cursor_execute`` event).
+Python of its own virtualenv). Every one is served the same way: gunicorn with one gthread
+worker of one thread (the worker class of the project's web role), on 127.0.0.1, keeping
+the client's connection alive (as production servers and clients do), and its engine
+tests a connection before use (``pool_pre_ping``, flasker's default). Each response says how
+many SQL statements it ran in the ``X-Statements`` header (SQLAlchemy's
+``before_cursor_execute`` event) and the client's port in ``X-Client-Port``, by which the
+benchmark checks the connection is reused.
 
 This file imports nothing of the benchmark package: the Flask-Restless-NG virtualenv runs
 it by path with only its own packages installed.
@@ -91,6 +94,7 @@ def count_statements(app: Flask, engine: sa.Engine) -> None:
     @app.after_request
     def report(response: Response) -> Response:
         response.headers["X-Statements"] = str(counter[0])
+        response.headers["X-Client-Port"] = str(request.environ.get("REMOTE_PORT"))
         return response
 
 
@@ -216,20 +220,49 @@ def restless_app(url: str) -> tuple[Flask, sa.Engine]:
     return app, engine
 
 
+def serve(impl: str, port: int, url: str, folder: str) -> None:
+    """gunicorn, as the project's web role runs it: a gthread worker keeping connections alive.
+
+    One worker with one thread, so every server answers one request at a time; the app is
+    made in the worker (after the fork), as ``flasker web`` makes it.
+    """
+    from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped,unused-ignore]
+
+    def make() -> Flask:
+        if impl == "flasker":
+            app, engine = flasker_app(url, folder)
+        else:
+            app, engine = {"lower": lower_app, "smorest": smorest_app,
+                           "restless": restless_app}[impl](url)
+        count_statements(app, engine)
+        return app
+
+    class Application(BaseApplication):  # type: ignore[misc,unused-ignore]
+        def load_config(self) -> None:
+            for key, value in {
+                "bind": [f"127.0.0.1:{port}"], "workers": 1, "worker_class": "gthread",
+                "threads": 1,
+                # Longer than any pause of the benchmark between two requests to one server
+                # (re-seeding, the other servers' turns), so the connection is never dropped.
+                "keepalive": 120, "timeout": 300, "loglevel": "warning",
+                "accesslog": None, "control_socket_disable": True,
+            }.items():
+                if key in self.cfg.settings:
+                    self.cfg.set(key, value)
+
+        def load(self) -> Flask:
+            return make()
+
+    Application().run()
+
+
 def main() -> None:
     impl, port, url = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    if impl == "flasker":
-        app, engine = flasker_app(url, sys.argv[4])
-    else:
-        app, engine = {"lower": lower_app, "smorest": smorest_app,
-                       "restless": restless_app}[impl](url)
-    count_statements(app, engine)
-    from werkzeug.serving import make_server
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = make_server("127.0.0.1", port, app, threaded=False)
+    folder = sys.argv[4] if len(sys.argv) > 4 else ""
+    logging.basicConfig(level=logging.WARNING)
     print(f"serving {impl} on 127.0.0.1:{port}", flush=True)
-    server.serve_forever()
+    sys.argv = sys.argv[:1]  # gunicorn parses the command line: give it none of ours
+    serve(impl, port, url, folder)
 
 
 if __name__ == "__main__":
