@@ -28,7 +28,11 @@ def lock_key(app: t.Any) -> str:
     return f"flasker:beat-lock:{app.conf.task_default_queue}"
 
 
-def lock_timeout(app: t.Any) -> int:
+def silent_limit(app: t.Any) -> int:
+    """Seconds after which a beat that has not ticked is taken for gone: three loop intervals.
+
+    Its lock expires then, and its heartbeat counts as stale.
+    """
     return int(3 * (app.conf.beat_max_loop_interval or 300))
 
 
@@ -46,7 +50,7 @@ def locked_message(app: t.Any, holder: bytes | None) -> str:
     return (
         f"Another beat of this project is running ({(holder or b'?').decode()} holds"
         f" '{lock_key(app)}' in Redis): run a single beat per project, or periodic tasks are"
-        f" sent twice. If that beat is gone, its lock expires within {lock_timeout(app)} s."
+        f" sent twice. If that beat is gone, its lock expires within {silent_limit(app)} s."
     )
 
 
@@ -99,12 +103,12 @@ class HeartbeatScheduler(PersistentScheduler):  # type: ignore[misc]
             return
         owner = lock_owner()
         key = lock_key(self.app)
-        if not client.set(key, owner, nx=True, ex=lock_timeout(self.app)):
+        if not client.set(key, owner, nx=True, ex=silent_limit(self.app)):
             holder = client.get(key)
             if holder is None or holder.decode() != owner:
                 client.close()
                 raise BeatLocked(locked_message(self.app, holder))
-            client.set(key, owner, ex=lock_timeout(self.app))  # ours, from before a restart
+            client.set(key, owner, ex=silent_limit(self.app))  # ours, from before a restart
         self._lock = (client, owner)
 
     def _renew_lock(self) -> None:
@@ -115,7 +119,7 @@ class HeartbeatScheduler(PersistentScheduler):  # type: ignore[misc]
         holder = client.get(key)
         if holder is not None and holder.decode() != owner:
             raise BeatLocked(f"Beat lost '{key}' to {holder.decode()}: stopping.")
-        client.set(key, owner, ex=lock_timeout(self.app))
+        client.set(key, owner, ex=silent_limit(self.app))
 
     def _release_lock(self) -> None:
         if self._lock is None:

@@ -339,30 +339,30 @@ def _code_layer(overrides: t.Mapping[str, t.Mapping[str, t.Any]] | None
 # -- normalising keys -------------------------------------------------------------------------
 
 
-def _suggest(key: str, choices: t.Iterable[str]) -> str:
-    close = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.6)
-    return f" Did you mean '{close[0]}'?" if close else ""
+def _declared(section: str, key: str, name: str, options: t.Sequence[Option],
+              source: Source) -> str:
+    """``name`` (the key as normalised) when ``options`` declare it; else the error suggests one."""
+    names = {o.name for o in options}
+    if name not in names:
+        close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.6)
+        suggestion = f" Did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(
+            f"Unknown key '{key}' in section [{section}] ({source}).{suggestion}"
+            f" Valid keys: {', '.join(sorted(names))}."
+        )
+    return name
+
+
+def _bad_value(section: str, key: str, raw: str, source: Source, error: ValueError
+               ) -> ConfigError:
+    return ConfigError(f"Config '{section}.{key}' has value {raw!r} ({source}). {error}")
 
 
 def _normalise_key(section: str, key: str, source: Source) -> str:
     if section == PROJECT:
-        declared = {o.name for o in PROJECT_OPTIONS}
-        upper = key.upper()
-        if upper not in declared:
-            raise ConfigError(
-                f"Unknown key '{key}' in section [PROJECT] ({source})."
-                f"{_suggest(upper, declared)} Valid keys: {', '.join(sorted(declared))}."
-            )
-        return upper
+        return _declared(section, key, key.upper(), PROJECT_OPTIONS, source)
     if section == ENGINE:
-        declared = {o.name for o in ENGINE_OPTIONS}
-        lower = key.lower()
-        if lower not in declared:
-            raise ConfigError(
-                f"Unknown key '{key}' in section [ENGINE] ({source})."
-                f"{_suggest(lower, declared)} Valid keys: {', '.join(sorted(declared))}."
-            )
-        return lower
+        return _declared(section, key, key.lower(), ENGINE_OPTIONS, source)
     if section == CELERY:
         return celery_key(key)
     return key.upper()
@@ -470,9 +470,7 @@ def _convert(section: str, key: str, raw: t.Any, source: Source,
     try:
         return convert(raw)
     except ValueError as e:
-        raise ConfigError(
-            f"Config '{section}.{key}' has value {raw!r} ({source}). {e}"
-        ) from None
+        raise _bad_value(section, key, raw, source, e) from None
 
 
 # -- the pipeline -----------------------------------------------------------------------------
@@ -537,25 +535,17 @@ def section_options(config: Config, section: str, options: t.Sequence[Option],
     the options' own defaults and the section, which wins. A key the extension does
     not declare is an error that suggests the nearest one.
     """
-    names = {o.name for o in options}
     resolved: dict[str, t.Any] = {o.name: o.default for o in options}
     resolved.update({k.upper(): v for k, v in (defaults or {}).items() if v is not None})
     for key, entry in config.section_entries(section).items():
-        upper = key.upper()
-        if upper not in names:
-            raise ConfigError(
-                f"Unknown key '{key}' in section [{section}] ({entry.source})."
-                f"{_suggest(upper, names)} Valid keys: {', '.join(sorted(names))}."
-            )
+        upper = _declared(section, key, key.upper(), options, entry.source)
         value = entry.value
         if entry.raw is not None:
             option = next(o for o in options if o.name == upper)
             try:
                 value = option.convert(entry.raw)
             except ValueError as e:
-                raise ConfigError(
-                    f"Config '{section}.{upper}' has value {entry.raw!r} ({entry.source}). {e}"
-                ) from None
+                raise _bad_value(section, upper, entry.raw, entry.source, e) from None
         resolved[upper] = value
     return resolved
 

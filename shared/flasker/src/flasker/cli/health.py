@@ -92,10 +92,10 @@ def worker(project: Project, node: str | None, timeout: float) -> None:
 @pass_project
 def beat(project: Project, max_age: float | None) -> None:
     """Check that beat's heartbeat file (touched on every tick) is fresh."""
-    from ..beat import HEARTBEAT_FILE  # noqa: PLC0415
+    from ..beat import HEARTBEAT_FILE, silent_limit  # noqa: PLC0415
 
     conf = project.celery.conf
-    limit = max_age or 3 * float(conf.beat_max_loop_interval or 300)
+    limit = max_age or silent_limit(project.celery)
     heartbeat = Path(conf.beat_schedule_filename).with_name(HEARTBEAT_FILE)
     try:
         age = time.time() - heartbeat.stat().st_mtime
