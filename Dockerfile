@@ -5,23 +5,25 @@
 # compose passes $PYTHON_IMAGE. Nothing else is pulled.
 ARG PYTHON_IMAGE=python:3.12-slim
 
-# -- build: wheels of flasker and of every dependency, installed into a virtualenv -------------
+# -- build: the locked dependencies, then flasker from this source, in a virtualenv ----------
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-# Dependencies first, from pyproject.toml alone: this layer is rebuilt only when they change.
-COPY shared/flasker/pyproject.toml shared/flasker/pyproject.toml
-RUN python -c "import tomllib; p = tomllib.load(open('shared/flasker/pyproject.toml', 'rb'))['project']; \
-extras = p['optional-dependencies']; \
-print('\n'.join(p['dependencies'] + extras['flower'] + extras['auth']))" > requirements.txt \
- && pip wheel --wheel-dir /wheels --requirement requirements.txt
-COPY shared/flasker/README.md shared/flasker/README.md
+# Dependencies first, from the lock alone: this layer is rebuilt only when the lock changes.
+# requirements.lock ('make lock') pins every package with its hashes, so a build next month
+# installs the very files of today's; --no-deps, as the lock already names every dependency.
+COPY requirements.lock requirements.lock
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --require-hashes --no-deps --requirement requirements.lock
+COPY shared/flasker/pyproject.toml shared/flasker/README.md shared/flasker/
 COPY shared/flasker/src shared/flasker/src
-RUN pip wheel --no-deps --wheel-dir /wheels ./shared/flasker \
- && python -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-index --find-links /wheels 'flasker[flower,auth]'
+# flasker itself, built by the lock's setuptools (build isolation would fetch the newest one);
+# 'pip check' fails the build if the lock lacks a dependency of anything installed.
+RUN /opt/venv/bin/pip wheel --no-build-isolation --no-deps --wheel-dir /wheels ./shared/flasker \
+ && /opt/venv/bin/pip install --no-deps --no-index /wheels/flasker-*.whl \
+ && /opt/venv/bin/pip check
 
 # -- runtime: the virtualenv, the reference application and the roles' settings -------------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -20,6 +20,9 @@ import typing as t
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
+from flasker import Model, Project
+from flasker.util.csv import load_csv
+
 if t.TYPE_CHECKING:
     from pathlib import Path
 
@@ -63,25 +66,26 @@ def _copy(engine: sa.Engine, path: Path) -> float:
 
 
 def run(ctx: Context) -> list[dict[str, t.Any]]:
-    # Declared here (annotations resolve against this module's names) and forgotten after.
-    from flasker.util import Model
-    from flasker.util.csv import load_csv
-    from flasker.util.models import forget_models
-
     rows = 10_000 if ctx.quick else 100_000
     path = ctx.tmp / "readings.csv"
     _write_csv(path, rows)
+    folder = ctx.tmp / "load-project"
+    folder.mkdir(exist_ok=True)
+    (folder / "default.cfg").write_text(f"[PROJECT]\nNAME = bench\nDB_URL = {ctx.pg_url}\n")
+    project = Project(folder / "default.cfg", overrides={"APP": {"TESTING": True}})
 
-    class BenchReading(Model):
-        id: Mapped[int] = mapped_column(primary_key=True)
-        meter: Mapped[str] = mapped_column(sa.String(40))
-        value: Mapped[float]
-        taken: Mapped[dt.datetime]
-        ok: Mapped[bool]
-        note: Mapped[str | None] = mapped_column(sa.String(80))
+    # Declared in the project's registry (annotations resolve against this module's names).
+    with project.app.app_context():
+        class BenchReading(Model):
+            id: Mapped[int] = mapped_column(primary_key=True)
+            meter: Mapped[str] = mapped_column(sa.String(40))
+            value: Mapped[float]
+            taken: Mapped[dt.datetime]
+            ok: Mapped[bool]
+            note: Mapped[str | None] = mapped_column(sa.String(80))
 
     engine = _engine(ctx.pg_url)
-    table = t.cast(sa.Table, BenchReading.__table__)
+    table = BenchReading.__table__
     try:
         table.drop(engine, checkfirst=True)
         table.create(engine)
@@ -105,7 +109,7 @@ def run(ctx: Context) -> list[dict[str, t.Any]]:
     finally:
         table.drop(engine, checkfirst=True)
         engine.dispose()
-        forget_models({BenchReading.__module__})
+        project.close()
 
     copy_best, load_best = min(copy_times), min(load_times)
     size = f"{rows:,} rows"

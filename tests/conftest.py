@@ -3,20 +3,27 @@ projects written into temporary folders, and a clean environment for every test.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import typing as t
 import uuid
 from pathlib import Path
 
 import pytest
+from werkzeug.serving import make_server
 
 from flasker import Project
+from flasker.testing import postgresql_url
+from flasker.testing import redis_url as redis_url_of_tests
+
+pytest_plugins = ["tests.conftest_api", "tests.conftest_stack"]  # API and stack tests' fixtures
 
 ROOT = Path(__file__).resolve().parent.parent
 FLASKER = shutil.which("flasker", path=str(Path(sys.executable).parent)) or "flasker"
@@ -25,7 +32,13 @@ SECRET = "test-secret-key-0123456789abcdef"
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The developer's shell must not leak FLASKER__* or FLASKER_CONFIG into a test."""
+    """The developer's shell must not leak FLASKER__* or FLASKER_CONFIG into a test.
+
+    Nor one test into the next: a command run in-process sets FLASKER_CONFIG for its
+    children (``cli/context.py``), and setting it here first makes monkeypatch remove it
+    again at the end of the test.
+    """
+    monkeypatch.setenv("FLASKER_CONFIG", "")
     for name in list(os.environ):
         if name.startswith("FLASKER__") or name == "FLASKER_CONFIG":
             monkeypatch.delenv(name)
@@ -37,28 +50,15 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def pg_url() -> t.Iterator[str]:
     """A PostgreSQL URL: $FLASKER_TEST_DATABASE_URL, else a container from $POSTGRES_IMAGE."""
-    if url := os.environ.get("FLASKER_TEST_DATABASE_URL"):
+    with postgresql_url() as url:
         yield url
-        return
-    from testcontainers.community.postgres import PostgresContainer
-
-    with PostgresContainer(os.environ.get("POSTGRES_IMAGE", "postgres:17"),
-                           driver="psycopg") as container:
-        yield container.get_connection_url()
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> t.Iterator[str]:
     """A Redis URL: $FLASKER_TEST_REDIS_URL, else a container from $REDIS_IMAGE."""
-    if url := os.environ.get("FLASKER_TEST_REDIS_URL"):
+    with redis_url_of_tests() as url:
         yield url
-        return
-    from testcontainers.community.redis import RedisContainer
-
-    with RedisContainer(os.environ.get("REDIS_IMAGE", "redis:7")) as container:
-        host = container.get_container_host_ip()
-        port = container.get_exposed_port(6379)
-        yield f"redis://{host}:{port}/0"
 
 
 @pytest.fixture
@@ -97,16 +97,28 @@ def write_project(folder: Path, cfg: str, files: t.Mapping[str, str] | None = No
     return path
 
 
+def prepend_path(monkeypatch: pytest.MonkeyPatch, folder: str | Path) -> None:
+    """Put ``folder`` first on ``sys.path`` for the test, as the ``flasker`` command does.
+
+    Not ``monkeypatch.syspath_prepend``: it calls ``importlib.invalidate_caches()``, whose
+    walk over ``sys.path_importer_cache`` races with imports in background threads (a
+    worker's, a container library's) on Python 3.11. A new folder needs no invalidation.
+    """
+    monkeypatch.setattr(sys, "path", [str(folder), *sys.path])
+
+
 def unique_package() -> str:
     """A package name no other test uses, so that projects never share modules."""
     return f"proj_{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture
-def make_project(tmp_path: Path) -> t.Iterator[t.Callable[..., Project]]:
+def make_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                 ) -> t.Iterator[t.Callable[..., Project]]:
     """``make_project(cfg_text, files={...}, overrides=...)`` → a started :class:`Project`.
 
-    Every project made is closed after the test (connections, and its models).
+    The project's folder is put on ``sys.path`` for the test (as the ``flasker`` command
+    does), and every project made is closed after it (connections, and its models).
     """
     made: list[Project] = []
 
@@ -114,6 +126,7 @@ def make_project(tmp_path: Path) -> t.Iterator[t.Callable[..., Project]]:
              overrides: t.Mapping[str, t.Mapping[str, t.Any]] | None = None,
              folder: Path | None = None) -> Project:
         path = write_project(folder or tmp_path, cfg, files)
+        prepend_path(monkeypatch, path.parent)
         merged = {"APP": {"TESTING": True, "SECRET_KEY": SECRET}}
         for section, values in (overrides or {}).items():
             merged.setdefault(section, {}).update(values)
@@ -141,15 +154,39 @@ def client(app: t.Any) -> t.Any:
     return app.test_client()
 
 
+_LIBRARY_FOLDERS = tuple({sys.prefix, sys.base_prefix, str(ROOT / "shared")})
+
+
+def _is_project_module(module: t.Any) -> bool:
+    """A module of a test's project (not the standard library, a package, or flasker)."""
+    path = getattr(module, "__file__", None)
+    return path is not None and not path.startswith(_LIBRARY_FOLDERS)
+
+
 @pytest.fixture
 def runner() -> t.Any:
+    """``runner.invoke([...])`` runs ``flasker`` in this process, as if in a process of its own.
+
+    A command imports the project's MODULES, which a real ``flasker`` process imports
+    afresh: each invocation runs without the test's project modules and forgets those it
+    imported.
+    """
     from click.testing import CliRunner
 
     from flasker.cli import cli
 
     class Runner(CliRunner):
         def invoke(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
-            return super().invoke(cli, *args, **kwargs)
+            # The command starts without the test's project modules, and they come back after.
+            kept = {n: m for n, m in sys.modules.items() if _is_project_module(m)}
+            for name in kept:
+                del sys.modules[name]
+            try:
+                return super().invoke(cli, *args, **kwargs)
+            finally:
+                for name in [n for n, m in sys.modules.items() if _is_project_module(m)]:
+                    del sys.modules[name]
+                sys.modules.update(kept)
 
     return Runner()
 
@@ -174,6 +211,43 @@ def provider(provider_server: t.Any) -> t.Any:
     return provider_server
 
 
+@pytest.fixture
+def build_auth(tmp_path: Path, provider: t.Any, monkeypatch: pytest.MonkeyPatch
+               ) -> t.Iterator[t.Callable[..., Project]]:
+    """``build_auth(db_url=..., emails=..., extra=..., overrides=...)``: an auth project.
+
+    The auth extension signs in through the fake provider; the tables are made unless
+    ``create_tables=False``; every project is closed at the end of the test.
+    """
+    from .oidc_provider import auth_cfg, auth_files
+
+    count = 0
+    built: list[Project] = []
+
+    def make(db_url: str | None = None, *, emails: str = "alice@corp.com, Bob@Example.org",
+             extra: str = "", testing: bool = True,
+             overrides: t.Mapping[str, t.Mapping[str, t.Any]] | None = None,
+             create_tables: bool = True, views: str | None = None) -> Project:
+        nonlocal count
+        count += 1
+        folder = tmp_path / f"project{count}"
+        package = unique_package()
+        url = db_url or f"sqlite:///{folder / 'db.sqlite'}"
+        files = auth_files(package) if views is None else auth_files(package, views)
+        path = write_project(folder, auth_cfg(provider, package, url, testing=testing,
+                                              emails=emails, extra=extra), files)
+        prepend_path(monkeypatch, str(folder))
+        project = Project(path, overrides=overrides)
+        built.append(project)
+        if create_tables:
+            project.metadata.create_all(project.engine)
+        return project
+
+    yield make
+    for project in built:
+        project.close()
+
+
 # -- what the machine has -----------------------------------------------------------------------
 
 
@@ -185,6 +259,33 @@ def unavailable(reason: str) -> t.NoReturn:
     if os.environ.get("CI"):
         pytest.fail(f"CI must provide this: {reason}")
     pytest.skip(reason)
+
+
+def serve(app: t.Any) -> t.Iterator[str]:
+    """Serve ``app`` on 127.0.0.1 with Werkzeug's threaded server; yield its base URL."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(10)
+        server.server_close()
+
+
+# Debian's chromium (.ci/run installs it), driven by Playwright.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def require_chromium() -> str:
+    """The path of Debian's chromium, or the test is unavailable (skipped, failed in CI)."""
+    if not CHROMIUM.exists():
+        unavailable("Debian's chromium is not installed: apt-get install -y chromium")
+    return str(CHROMIUM)
 
 
 # -- processes ---------------------------------------------------------------------------------

@@ -2,9 +2,13 @@
 
 It serves a discovery document, a JWKS, an authorization endpoint with a consent
 page, and a token endpoint that enforces the client's secret, the single-use code,
-the redirect URI and PKCE (S256). ID tokens are RS256-signed with joserfc (what
+the redirect URI and PKCE (S256), and a userinfo endpoint that wants the bearer
+access token the token endpoint issued. ID tokens are RS256-signed with joserfc (what
 Authlib itself uses). ``provider.tamper`` injects one fault at a time: a wrong
-nonce, audience, issuer, expiry, signing key, ``email_verified``, ``hd``...
+nonce, audience, issuer, expiry, signing key, ``email_verified``, ``hd``... and
+switches its habits: claims served by userinfo only (as OpenID Connect Core 5.4
+allows), no userinfo endpoint, a userinfo about another ``sub``, the ``prompt``
+values it supports.
 """
 
 from __future__ import annotations
@@ -54,10 +58,28 @@ class Tamper:
     iat_delta: int = 0
     key: str = "current"  # current | unknown_kid | other_key | hs256
     omit_id_token: bool = False
+    omit_access_token: bool = False
     authorize_error: str | None = None
     token_error: str | None = None
     metadata_issuer: str | None = None
     iss_param: str | None = None
+    #: Claims left out of the ID token (the userinfo endpoint still serves them).
+    id_token_omits: tuple[str, ...] = ()
+    #: Claims of the userinfo response replaced (``None`` removes one).
+    userinfo: dict[str, t.Any] = field(default_factory=dict)
+    #: Whether the discovery document names the userinfo endpoint.
+    userinfo_endpoint: bool = True
+    #: The userinfo endpoint's status, raw body and content type, and how long it waits.
+    userinfo_status: int = 200
+    userinfo_body: str | None = None
+    userinfo_type: str = "application/json"
+    userinfo_delay: float = 0.0
+    #: ``prompt_values_supported`` of the discovery document (``None``: not listed).
+    prompt_values: list[str] | None = None
+
+
+#: Claims only the ID token carries: the rest of an account's may come from userinfo.
+USERINFO_ONLY = ("email", "email_verified", "hd")
 
 
 @dataclass
@@ -83,10 +105,14 @@ class FakeProvider:
     account: Account = field(default_factory=Account)
     tamper: Tamper = field(default_factory=Tamper)
     hits: list[str] = field(default_factory=list)
+    #: The query of every authorization request (GET), in order.
+    authorizations: list[dict[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._keys: list[RSAKey] = []
         self._codes: dict[str, _Grant] = {}
+        #: Access tokens issued, and the account each is for.
+        self._access: dict[str, Account] = {}
         self._lock = threading.Lock()
         self._server: t.Any = None
         self.rotate_key()
@@ -115,8 +141,10 @@ class FakeProvider:
         self.account = Account()
         self.tamper = Tamper()
         self.hits.clear()
+        self.authorizations.clear()
         with self._lock:
             self._codes.clear()
+            self._access.clear()
             del self._keys[1:]
 
     # -- keys ---------------------------------------------------------------------------
@@ -157,6 +185,8 @@ class FakeProvider:
             claims["azp"] = fault.azp
         if account.hd is not None:
             claims["hd"] = account.hd
+        for name in fault.id_token_omits:
+            claims.pop(name, None)
         key: t.Any = self.signing_key
         header = {"alg": "RS256", "kid": key.kid}
         if fault.key == "unknown_kid":
@@ -177,6 +207,7 @@ class FakeProvider:
             "/jwks": lambda r: self.json(self.jwks()),
             "/authorize": self.authorize,
             "/token": self.token,
+            "/userinfo": self.userinfo_response,
         }
         handler = routes.get(request.path)
         response = handler(request) if handler else Response("not found", 404)
@@ -187,7 +218,13 @@ class FakeProvider:
         return Response(dumps(body), status=status, mimetype="application/json")
 
     def discovery(self, request: Request) -> Response:
+        extra: dict[str, t.Any] = {}
+        if self.tamper.userinfo_endpoint:
+            extra["userinfo_endpoint"] = self.url + "/userinfo"
+        if self.tamper.prompt_values is not None:
+            extra["prompt_values_supported"] = self.tamper.prompt_values
         return self.json({
+            **extra,
             "issuer": self.tamper.metadata_issuer or self.url,
             "authorization_endpoint": self.url + "/authorize",
             "token_endpoint": self.url + "/token",
@@ -214,9 +251,13 @@ class FakeProvider:
         for name in ("redirect_uri", "state", "nonce"):
             if not params.get(name):
                 problems.append(f"'{name}' is required")
+        prompt, supported = params.get("prompt"), self.tamper.prompt_values
+        if prompt is not None and supported is not None and prompt not in supported:
+            problems.append(f"prompt {prompt!r} is not supported")
         if problems:
             return Response("Bad authorization request: " + "; ".join(problems), 400)
         if request.method == "GET":
+            self.authorizations.append(dict(params))
             return Response(self.consent_page(params), mimetype="text/html")
         redirect_uri, state = params["redirect_uri"], params["state"]
         extra = {"iss": self.tamper.iss_param} if self.tamper.iss_param else {}
@@ -274,12 +315,43 @@ class FakeProvider:
         if not verifier or not secrets.compare_digest(_s256(verifier), grant.challenge):
             return self.json({"error": "invalid_grant",
                               "error_description": "PKCE verification failed"}, 400)
-        body: dict[str, t.Any] = {"access_token": secrets.token_urlsafe(24),
+        access_token = secrets.token_urlsafe(24)
+        with self._lock:
+            self._access[access_token] = grant.account
+        body: dict[str, t.Any] = {"access_token": access_token,
                                   "token_type": "Bearer", "expires_in": 3599,
                                   "scope": "openid email profile"}
         if not self.tamper.omit_id_token:
             body["id_token"] = self.id_token(grant)
+        if self.tamper.omit_access_token:
+            del body["access_token"]
         return self.json(body)
+
+    def userinfo_claims(self, account: Account) -> dict[str, t.Any]:
+        claims: dict[str, t.Any] = {
+            "sub": account.sub, "email": account.email,
+            "email_verified": account.email_verified, "name": account.name,
+            "picture": "https://example.com/alice.png"}
+        if account.hd is not None:
+            claims["hd"] = account.hd
+        claims.update(self.tamper.userinfo)
+        return {k: v for k, v in claims.items() if v is not None}
+
+    def userinfo_response(self, request: Request) -> Response:
+        """OpenID Connect Core 5.3: the claims of the bearer access token's account."""
+        auth = request.headers.get("Authorization", "")
+        with self._lock:
+            account = self._access.get(auth[7:]) if auth.startswith("Bearer ") else None
+        if account is None:
+            return Response(status=401,
+                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        fault = self.tamper
+        if fault.userinfo_delay:
+            time.sleep(fault.userinfo_delay)
+        if fault.userinfo_body is not None or fault.userinfo_status != 200:
+            return Response(fault.userinfo_body or "", status=fault.userinfo_status,
+                            mimetype=fault.userinfo_type)
+        return self.json(self.userinfo_claims(account))
 
 
 def decode_unverified(token: str) -> dict[str, t.Any]:
@@ -292,15 +364,34 @@ def decode_unverified(token: str) -> dict[str, t.Any]:
 
 APP_SECRET = "test-secret-key-0123456789abcdef"
 
-VIEWS = '''
+_HEAD = '''
+import sqlalchemy as sa
 from flask import jsonify, render_template_string, request, session
+from sqlalchemy.orm import Mapped, mapped_column
 
-from flasker import current_project
+from flasker import Model, current_project
 from flasker.ext.auth import GoogleAuthManager, current_user, login_required, public
 
 app = current_project.app
-current_project.register_manager(GoogleAuthManager(), config_section="AUTH")
+current_project.register_manager(GoogleAuthManager())
 
+
+class Note(Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text: Mapped[str] = mapped_column(sa.String(100))
+
+'''
+
+# After the auth extension, which must therefore ask where the API lives at request time.
+_API = '''
+from flasker.ext.api import APIManager
+
+api = current_project.register_manager(APIManager())
+api.add_model(Note)
+
+'''
+
+_BODY = '''
 PAGE = """<!doctype html><html><head><title>{{ title }}</title></head><body>
 <h1 id="who">{{ title }}: {{ current_user.email }}</h1>
 <form method="post" action="{{ url_for('flasker_auth.logout') }}">
@@ -342,10 +433,21 @@ def api_guarded():
     return jsonify(user=current_user.email)
 '''
 
+#: The project's MODULES: sign-in, the API (at ``[API] URL_PREFIX``) serving ``Note``, and
+#: plain views, ``/api/things`` among them (under the API's prefix when it is ``/api``).
+VIEWS = _HEAD + _API + _BODY
+#: The same without an API: the app has no API paths, so tokens are accepted nowhere.
+VIEWS_WITHOUT_API = _HEAD + _BODY
+
 
 def auth_cfg(provider: FakeProvider, package: str, db_url: str, *, testing: bool = True,
-             emails: str = "alice@corp.com, Bob@Example.org", extra: str = "") -> str:
-    """A ``default.cfg`` for a project whose MODULES register ``GoogleAuthManager``."""
+             emails: str = "alice@corp.com, Bob@Example.org", extra: str = "",
+             api_prefix: str = "/api") -> str:
+    """A ``default.cfg`` for a project whose MODULES register ``GoogleAuthManager``.
+
+    :param extra: more lines of ``[AUTH]`` (the file's last section).
+    :param api_prefix: ``[API] URL_PREFIX``.
+    """
     return f"""
         [PROJECT]
         NAME = Auth Test
@@ -355,6 +457,9 @@ def auth_cfg(provider: FakeProvider, package: str, db_url: str, *, testing: bool
         [APP]
         TESTING = {testing}
         SECRET_KEY = {APP_SECRET}
+
+        [API]
+        URL_PREFIX = {api_prefix}
 
         [AUTH]
         CLIENT_ID = {provider.client_id}

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
+import subprocess
+import sys
 import typing as t
+import zipfile
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
-from .conftest import SECRET, unique_package, write_project
+from .conftest import SECRET, prepend_path, unique_package, write_project
 
-COMMANDS = ["beat", "config", "db", "flower", "new", "routes", "server", "shell", "web", "worker"]
+COMMANDS = ["beat", "config", "db", "flower", "load", "new", "ping", "routes", "server", "shell",
+            "web", "worker"]
 
 
 @pytest.fixture
-def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> t.Iterator[Path]:
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A project folder with one model, and the working directory set to it."""
     package = unique_package()
     write_project(
@@ -32,7 +39,7 @@ def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> t.Iterator[Path]:
             f"{package}/__init__.py": "",
             f"{package}/models.py": """
                 from sqlalchemy import Column, Integer, Unicode
-                from flasker.util import Model
+                from flasker import Model
 
                 class Gadget(Model):
                     id = Column(Integer, primary_key=True)
@@ -54,10 +61,8 @@ def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> t.Iterator[Path]:
         },
     )
     monkeypatch.chdir(tmp_path)
-    yield tmp_path
-    from flasker.project import _forget_modules
-
-    _forget_modules([package])
+    prepend_path(monkeypatch, tmp_path)  # 'flasker' puts the folder there: undo it after
+    return tmp_path
 
 
 def test_help_lists_every_command(runner: t.Any) -> None:
@@ -73,6 +78,15 @@ def test_each_command_explains_itself(runner: t.Any, command: str) -> None:
     result = runner.invoke([command, "-h"])
     assert result.exit_code == 0, result.output
     assert f"Usage: flasker {command}" in result.output
+
+
+@pytest.mark.parametrize("args", [["db", "create"], ["db", "upgrade"], ["ping", "url"],
+                                  ["ping", "beat"]])
+def test_subcommands_take_the_short_help_option_too(runner: t.Any, args: list[str]) -> None:
+    # Declared once, on the 'flasker' group: click hands it down to every level.
+    result = runner.invoke([*args, "-h"])
+    assert result.exit_code == 0, result.output
+    assert f"Usage: flasker {' '.join(args)}" in result.output
 
 
 def test_a_wrong_command_or_option_is_a_usage_error(runner: t.Any) -> None:
@@ -136,6 +150,9 @@ def test_app_cli_commands_are_found(runner: t.Any, folder: Path) -> None:
     result = runner.invoke(["hello"])
     assert result.exit_code == 0, result.output
     assert "hello from app.cli" in result.output
+    explained = runner.invoke(["hello", "-h"])
+    assert explained.exit_code == 0, explained.output
+    assert "Usage: flasker hello" in explained.output
 
 
 def test_config_option_selects_the_file(runner: t.Any, folder: Path, tmp_path: Path,
@@ -147,8 +164,6 @@ def test_config_option_selects_the_file(runner: t.Any, folder: Path, tmp_path: P
 
 
 def test_db_create_and_drop(runner: t.Any, folder: Path) -> None:
-    import sqlalchemy as sa
-
     result = runner.invoke(["db", "create"])
     assert result.exit_code == 0, result.output
     engine = sa.create_engine(f"sqlite:///{folder / 'db.sqlite'}")
@@ -162,8 +177,6 @@ def test_db_create_and_drop(runner: t.Any, folder: Path) -> None:
 
 
 def test_migrations_revision_upgrade_downgrade(runner: t.Any, folder: Path) -> None:
-    import sqlalchemy as sa
-
     result = runner.invoke(["db", "revision", "-m", "add gadgets"])
     assert result.exit_code == 0, result.output
     versions = list((folder / "migrations" / "versions").glob("*.py"))
@@ -186,8 +199,6 @@ def test_migrations_revision_upgrade_downgrade(runner: t.Any, folder: Path) -> N
 
 
 def test_db_create_stamps_head_when_migrations_exist(runner: t.Any, folder: Path) -> None:
-    import sqlalchemy as sa
-
     assert runner.invoke(["db", "revision", "-m", "first"]).exit_code == 0
     assert runner.invoke(["db", "create"]).exit_code == 0
     engine = sa.create_engine(f"sqlite:///{folder / 'db.sqlite'}")
@@ -236,12 +247,133 @@ def test_new_writes_a_project_and_never_overwrites(runner: t.Any, tmp_path: Path
 
 
 def test_new_celery_with_no_app(runner: t.Any, tmp_path: Path) -> None:
-    result = runner.invoke(["new", "celery", str(tmp_path / "x"), "--name", "Queue Me", "--no-app"])
+    result = runner.invoke(["new", "celery", str(tmp_path / "x"), "--name", "Queue Me", "--no-app",
+                            "--no-stack"])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["default.cfg"]
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == [".gitignore", "default.cfg"]
     cfg = (tmp_path / "x" / "default.cfg").read_text()
     assert "TASK_DEFAULT_QUEUE = queue-me" in cfg
     assert "BEAT_SCHEDULE" in cfg and "BROKER_URL" in cfg
+
+
+STACK_FILES = [".dockerignore", ".env.example", "Dockerfile", "Makefile", "compose.yaml",
+               "services/flower/flowerconfig.py", "services/web/gunicorn.conf.py",
+               "services/worker/beat.env", "services/worker/worker.env", "vendor/flasker.txt"]
+
+
+def _wheel(folder: Path) -> Path:
+    wheels = sorted((folder / "vendor").glob("flasker-*-py3-none-any.whl"))
+    assert len(wheels) == 1, wheels
+    return wheels[0]
+
+
+def test_new_writes_the_stack_with_the_running_flasker(runner: t.Any, tmp_path: Path) -> None:
+    target = tmp_path / "acme-shop"
+    result = runner.invoke(["new", "celery", str(target)])
+    assert result.exit_code == 0, result.output
+    for name in STACK_FILES:
+        assert (target / name).is_file(), name
+        assert f"created  {name}" in result.output
+    assert "make up" in result.output
+    # The secrets 'make up' writes into .env never reach git.
+    assert ".env\n" in (target / ".gitignore").read_text()
+    # Named after the project: its own compose project, image and volumes.
+    compose = (target / "compose.yaml").read_text()
+    assert "\nname: acme-shop\n" in compose
+    assert "image: ${FLASKER_IMAGE:-acme-shop}:${FLASKER_TAG:-dev}" in compose
+    assert "FLASKER_IMAGE=acme-shop\n" in (target / ".env.example").read_text()
+    # The image serves this project's app and installs the very wheel written beside it,
+    # pinned by its hash: never a package index's 'flasker'.
+    wheel = _wheel(target)
+    assert wheel.name == f"flasker-{importlib.metadata.version('flasker')}-py3-none-any.whl"
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    pin = (target / "vendor" / "flasker.txt").read_text()
+    assert f"./vendor/{wheel.name} --hash=sha256:{digest}\n" in pin
+    dockerfile = (target / "Dockerfile").read_text()
+    assert "--require-hashes --requirement vendor/flasker.txt" in dockerfile
+    assert "FLASKER_CONFIG=/app/default.cfg" in dockerfile
+    assert "reference" not in dockerfile and "shared/flasker" not in dockerfile
+    ignored = (target / ".dockerignore").read_text().splitlines()
+    assert {"!vendor/", "!app/", "!default.cfg", "!migrations/"} <= set(ignored)
+    # The first migration comes with the app, so that 'migrate' creates the tables.
+    assert sorted(p.name for p in (target / "migrations" / "versions").glob("*.py")) == [
+        "3f1c2a9b7d10_notes.py"]
+    assert not [line for path in STACK_FILES for line in (target / path).read_text().splitlines()
+                if "{=" in line or line.lstrip().startswith("#%")]
+
+
+def test_new_never_overwrites_the_stack(runner: t.Any, tmp_path: Path) -> None:
+    target = tmp_path / "acme"
+    (target / "vendor").mkdir(parents=True)
+    (target / "Makefile").write_text("# mine\n")
+    assert runner.invoke(["new", "basic", str(target)]).exit_code == 0
+    wheel = _wheel(target).read_bytes()
+    (target / "compose.yaml").write_text("# mine too\n")
+    again = runner.invoke(["new", "celery", str(target)])
+    assert again.exit_code == 0, again.output
+    assert (target / "Makefile").read_text() == "# mine\n"
+    assert (target / "compose.yaml").read_text() == "# mine too\n"
+    assert "exists   compose.yaml (left alone)" in again.output
+    assert f"exists   vendor/{_wheel(target).name} (left alone)" in again.output
+    assert _wheel(target).read_bytes() == wheel
+
+
+def test_new_with_no_stack_writes_the_app_only(runner: t.Any, tmp_path: Path) -> None:
+    result = runner.invoke(["new", "celery", str(tmp_path / "x"), "--no-stack"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == [
+        ".gitignore", "app", "default.cfg", "migrations", "tests"]
+    assert "make up" not in result.output
+    assert "flasker db upgrade && flasker server" in result.output
+
+
+def test_the_vendored_wheel_is_reproducible_and_installs_by_its_hash(
+        runner: t.Any, tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        assert runner.invoke(["new", "basic", str(tmp_path / name), "--no-app"]).exit_code == 0
+    wheel = _wheel(tmp_path / "a")
+    assert wheel.read_bytes() == _wheel(tmp_path / "b").read_bytes()
+    with zipfile.ZipFile(wheel) as archive:
+        assert archive.testzip() is None
+        names = archive.namelist()
+    assert "flasker/scaffold/stack/Dockerfile" in names
+    assert "flasker/scaffold/stack/env.example" in names
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    # pip itself checks the pin's hash and the wheel's RECORD.
+    site = tmp_path / "site"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--require-hashes",
+         "--target", str(site), "--requirement", "vendor/flasker.txt"],
+        cwd=tmp_path / "a", capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert (site / "flasker" / "scaffold" / "stack" / "compose.yaml").is_file()
+    # A wheel changed after 'flasker new' no longer matches its pin.
+    wheel.write_bytes(wheel.read_bytes() + b"\0")
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--require-hashes",
+         "--target", str(tmp_path / "site2"), "--requirement", "vendor/flasker.txt"],
+        cwd=tmp_path / "a", capture_output=True, text=True, check=False)
+    assert result.returncode != 0
+    assert "do not match the hashes" in result.stderr.lower() or "hash" in result.stderr.lower()
+
+
+def test_the_first_migration_matches_the_scaffold_models(runner: t.Any, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "m"
+    assert runner.invoke(["new", "celery", str(target), "--no-stack"]).exit_code == 0
+    monkeypatch.chdir(target)
+    prepend_path(monkeypatch, target)
+    monkeypatch.setenv("FLASKER__PROJECT__DB_URL", f"sqlite:///{tmp_path / 'm.sqlite'}")
+    result = runner.invoke(["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    # Autogenerate finds nothing left to do: the revision creates exactly the models' tables.
+    result = runner.invoke(["db", "revision", "-m", "nothing"])
+    assert result.exit_code == 0, result.output
+    (written,) = (p for p in (target / "migrations" / "versions").glob("*nothing.py"))
+    upgrade = written.read_text().split("def upgrade() -> None:")[1].split("def downgrade")[0]
+    code = [line.strip() for line in upgrade.splitlines()
+            if line.strip() and not line.strip().startswith("#")]
+    assert code == ["pass"], upgrade
 
 
 def test_generated_secret_keys_differ(runner: t.Any, tmp_path: Path) -> None:
@@ -254,8 +386,6 @@ def test_generated_secret_keys_differ(runner: t.Any, tmp_path: Path) -> None:
 
 def test_flower_without_flower_installed_is_a_clear_error(runner: t.Any, folder: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-
     monkeypatch.setitem(sys.modules, "flower", None)  # as if 'flasker[flower]' were missing
     result = runner.invoke(["flower"])
     assert result.exit_code == 1

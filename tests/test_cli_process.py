@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import subprocess
@@ -17,8 +18,6 @@ from .conftest import FLASKER, Process, free_port, wait_for
 
 def flasker(*args: str, cwd: Path, input: str | None = None,
             env: t.Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    import os
-
     return subprocess.run([FLASKER, *args], cwd=cwd, input=input, capture_output=True, text=True,
                           timeout=120, env={**os.environ, **(env or {})})
 
@@ -126,7 +125,7 @@ def test_a_bad_environment_value_stops_start_up_with_a_sentence(demo: Path) -> N
     result = flasker("routes", cwd=demo, env={"FLASKER__ENGINE__POOL_SIZE": "lots"})
     assert result.returncode == 1
     assert ("Error: Config 'ENGINE.pool_size' has value 'lots' (environment variable"
-            " 'FLASKER__ENGINE__POOL_SIZE'). Not a valid integer.") in result.stderr
+            " 'FLASKER__ENGINE__POOL_SIZE'). Not an integer.") in result.stderr
 
 
 def test_a_missing_secret_key_refuses_to_serve(demo: Path) -> None:

@@ -1,8 +1,5 @@
 """``flasker.ext.api``: registration, options, endpoints and hooks (SQLite and PostgreSQL)."""
 
-# The fixtures imported from test_ext_api_support come back as arguments (F811).
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import typing as t
@@ -10,45 +7,34 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
-from flasker import ConfigError, Project
-from flasker.ext.api import APIManager
-from flasker.util import Model
+from flasker import ConfigError, Model, Project
+from flasker.ext.api import APIManager, api_prefix
 
-from .test_ext_api_support import (  # noqa: F401 (fixtures are used by name)
-    MakeAPI,
-    api,
-    client,
-    fields,
-    make_api,
-    models_source,
-    problem,
-    project_tables,
-    seed,
-)
+from .conftest_api import MakeAPI, fields, models_source, problem, seed
 
 # -- the endpoints ----------------------------------------------------------------------------
 
 
-def test_every_model_gets_its_endpoints(client: t.Any) -> None:
-    seed(client)
-    assert client.get("/api/homes/").get_json()["total"] == 2
-    assert client.get("/api/homes/1").get_json() == {
+def test_every_model_gets_its_endpoints(api_client: t.Any) -> None:
+    seed(api_client)
+    assert api_client.get("/api/homes/").get_json()["total"] == 2
+    assert api_client.get("/api/homes/1").get_json() == {
         "id": 1, "address": "1 Road", "rooms": None, "pets": ["Kitty", "Tom"]}
-    assert client.get("/api/pets/Tom").get_json() == {
+    assert api_client.get("/api/pets/Tom").get_json() == {
         "name": "Tom", "home_id": 1, "age": None, "home": 1, "toys": [1, 2]}
-    assert [p["name"] for p in client.get("/api/homes/1/pets/").get_json()["items"]] == [
+    assert [p["name"] for p in api_client.get("/api/homes/1/pets/").get_json()["items"]] == [
         "Kitty", "Tom"]
-    assert client.get("/api/homes/1/pets/2").get_json()["name"] == "Tom"
-    assert client.get("/api/pets/Tom/home").get_json()["address"] == "1 Road"
+    assert api_client.get("/api/homes/1/pets/2").get_json()["name"] == "Tom"
+    assert api_client.get("/api/pets/Tom/home").get_json()["address"] == "1 Road"
     # Without the trailing slash too.
-    assert client.get("/api/homes").status_code == 200
-    assert client.get("/api/homes/1/pets").get_json()["total"] == 2
+    assert api_client.get("/api/homes").status_code == 200
+    assert api_client.get("/api/homes/1/pets").get_json()["total"] == 2
 
 
-def test_index_lists_every_endpoint(client: t.Any) -> None:
-    listing = client.get("/api/").get_json()
+def test_index_lists_every_endpoint(api_client: t.Any) -> None:
+    listing = api_client.get("/api/").get_json()
     by_name = {e["collection"]: e for e in listing["endpoints"]}
     assert set(by_name) == {"homes", "pets", "pet_toys", "toys", "readings", "parts", "screws",
                             "nodes"}
@@ -63,113 +49,113 @@ def test_index_lists_every_endpoint(client: t.Any) -> None:
     assert by_name["parts"]["item_url"] == "/api/parts/{maker}/{number}"
     assert by_name["nodes"]["columns"]["rank"]["writable"] is False
     assert listing["openapi"] == "/api/openapi.json"
-    assert client.get("/api").status_code == 200
+    assert api_client.get("/api").status_code == 200
 
 
-def test_post_creates_with_location(client: t.Any) -> None:
-    response = client.post("/api/homes/", json={"address": "9 Hill", "rooms": 3})
+def test_post_creates_with_location(api_client: t.Any) -> None:
+    response = api_client.post("/api/homes/", json={"address": "9 Hill", "rooms": 3})
     assert response.status_code == 201
     assert response.headers["Location"] == "http://localhost/api/homes/1"
     assert response.get_json() == {"id": 1, "address": "9 Hill", "rooms": 3, "pets": []}
-    assert client.get(response.headers["Location"]).get_json()["address"] == "9 Hill"
+    assert api_client.get(response.headers["Location"]).get_json()["address"] == "9 Hill"
     # A string key is quoted in the Location.
-    response = client.post("/api/pets/", json={"name": "Mr Bean/2"})
-    assert response.headers["Location"] == "http://localhost/api/pets/Mr%20Bean%2F2"
+    response = api_client.post("/api/pets/", json={"name": "Mr Bean?2"})
+    assert response.headers["Location"] == "http://localhost/api/pets/Mr%20Bean%3F2"
 
 
-def test_put_replaces_and_patch_updates(client: t.Any) -> None:
-    seed(client)
-    response = client.patch("/api/pets/Tom", json={"age": 4})
+def test_put_replaces_and_patch_updates(api_client: t.Any) -> None:
+    seed(api_client)
+    response = api_client.patch("/api/pets/Tom", json={"age": 4})
     assert response.status_code == 200
     assert response.get_json()["age"] == 4
     assert response.get_json()["home_id"] == 1  # untouched
-    response = client.put("/api/pets/Tom", json={"age": 5})
+    response = api_client.put("/api/pets/Tom", json={"age": 5})
     assert response.status_code == 200
     # PUT replaces: the omitted nullable fields are emptied, the relationships kept.
     assert response.get_json() == {"name": "Tom", "home_id": None, "age": 5, "home": None,
                                    "toys": [1, 2]}
     # The key may be repeated, not changed.
-    assert client.patch("/api/pets/Tom", json={"name": "Tom", "age": 6}).status_code == 200
-    body = problem(client.patch("/api/pets/Tom", json={"name": "Jerry"}), 422)
+    assert api_client.patch("/api/pets/Tom", json={"name": "Tom", "age": 6}).status_code == 200
+    body = problem(api_client.patch("/api/pets/Tom", json={"name": "Jerry"}), 422)
     assert fields(body) == {"name": "is the key and cannot be changed"}
 
 
-def test_put_requires_the_required_fields(client: t.Any) -> None:
-    client.post("/api/toys/", json={"kind": "ball"})
-    body = problem(client.put("/api/toys/1", json={}), 422)
+def test_put_requires_the_required_fields(api_client: t.Any) -> None:
+    api_client.post("/api/toys/", json={"kind": "ball"})
+    body = problem(api_client.put("/api/toys/1", json={}), 422)
     assert fields(body) == {"kind": "is required"}
-    assert client.get("/api/toys/1").get_json()["kind"] == "ball"
+    assert api_client.get("/api/toys/1").get_json()["kind"] == "ball"
 
 
-def test_delete_removes(client: t.Any) -> None:
-    seed(client)
-    response = client.delete("/api/pets/Rex")
+def test_delete_removes(api_client: t.Any) -> None:
+    seed(api_client)
+    response = api_client.delete("/api/pets/Rex")
     assert response.status_code == 204
     assert response.data == b""
     assert "Content-Type" not in response.headers
-    problem(client.get("/api/pets/Rex"), 404)
-    problem(client.delete("/api/pets/Rex"), 404)
+    problem(api_client.get("/api/pets/Rex"), 404)
+    problem(api_client.delete("/api/pets/Rex"), 404)
 
 
-def test_composite_keys_take_one_segment_per_column(client: t.Any) -> None:
-    response = client.post("/api/parts/", json={"maker": "acme", "number": 7, "label": "gear"})
+def test_composite_keys_take_one_segment_per_column(api_client: t.Any) -> None:
+    response = api_client.post("/api/parts/", json={"maker": "acme", "number": 7, "label": "gear"})
     assert response.status_code == 201
     assert response.headers["Location"].endswith("/api/parts/acme/7")
-    client.post("/api/screws/", json={"part": {"maker": "acme", "number": 7}})
-    client.post("/api/screws/", json={"maker": "acme", "number": 7})
-    part = client.get("/api/parts/acme/7").get_json()
+    api_client.post("/api/screws/", json={"part": {"maker": "acme", "number": 7}})
+    api_client.post("/api/screws/", json={"maker": "acme", "number": 7})
+    part = api_client.get("/api/parts/acme/7").get_json()
     assert part == {"maker": "acme", "number": 7, "label": "gear", "screws": [1, 2]}
-    screw = client.get("/api/screws/1").get_json()
+    screw = api_client.get("/api/screws/1").get_json()
     assert screw["part"] == {"maker": "acme", "number": 7}
-    assert client.patch("/api/parts/acme/7", json={"label": "cog"}).get_json()["label"] == "cog"
-    assert client.get("/api/parts/acme/7/screws/2").get_json()["id"] == 2
-    assert client.get("/api/screws/?depth=1").get_json()["items"][0]["part"]["label"] == "cog"
-    problem(client.get("/api/parts/acme/8"), 404)
-    problem(client.get("/api/parts/acme"), 404)
-    problem(client.get("/api/parts/acme/notanumber"), 404)
-    assert client.delete("/api/screws/1").status_code == 204
+    assert api_client.patch("/api/parts/acme/7", json={"label": "cog"}).get_json()["label"] == "cog"
+    assert api_client.get("/api/parts/acme/7/screws/2").get_json()["id"] == 2
+    assert api_client.get("/api/screws/?depth=1").get_json()["items"][0]["part"]["label"] == "cog"
+    problem(api_client.get("/api/parts/acme/8"), 404)
+    problem(api_client.get("/api/parts/acme"), 404)
+    problem(api_client.get("/api/parts/acme/notanumber"), 404)
+    assert api_client.delete("/api/screws/1").status_code == 204
 
 
-def test_put_on_a_relationship_replaces_its_members(client: t.Any) -> None:
-    seed(client)
-    assert client.put("/api/homes/2/pets/", json=["Tom", {"name": "Rex"}]).status_code == 204
-    assert client.get("/api/homes/2").get_json()["pets"] == ["Rex", "Tom"]
-    assert client.get("/api/homes/1").get_json()["pets"] == ["Kitty"]
+def test_put_on_a_relationship_replaces_its_members(api_client: t.Any) -> None:
+    seed(api_client)
+    assert api_client.put("/api/homes/2/pets/", json=["Tom", {"name": "Rex"}]).status_code == 204
+    assert api_client.get("/api/homes/2").get_json()["pets"] == ["Rex", "Tom"]
+    assert api_client.get("/api/homes/1").get_json()["pets"] == ["Kitty"]
     # Many-to-many.
-    assert client.put("/api/pets/Kitty/toys/", json=[2]).status_code == 204
-    assert client.get("/api/pets/Kitty").get_json()["toys"] == [2]
-    assert client.get("/api/toys/2").get_json()["pets"] == ["Kitty", "Tom"]
+    assert api_client.put("/api/pets/Kitty/toys/", json=[2]).status_code == 204
+    assert api_client.get("/api/pets/Kitty").get_json()["toys"] == [2]
+    assert api_client.get("/api/toys/2").get_json()["pets"] == ["Kitty", "Tom"]
     # A missing member: nothing changes.
-    body = problem(client.put("/api/homes/2/pets/", json=["Kitty", "Nobody"]), 422)
+    body = problem(api_client.put("/api/homes/2/pets/", json=["Kitty", "Nobody"]), 409)
     assert fields(body) == {"pets[1]": "no Pet has the key 'Nobody'"}
-    assert client.get("/api/homes/2").get_json()["pets"] == ["Rex", "Tom"]
-    problem(client.put("/api/homes/2/pets/", json={"name": "Tom"}), 422)
+    assert api_client.get("/api/homes/2").get_json()["pets"] == ["Rex", "Tom"]
+    problem(api_client.put("/api/homes/2/pets/", json={"name": "Tom"}), 422)
     # A to-one relationship is read, not put.
-    problem(client.put("/api/pets/Tom/home", json=1), 405)
+    problem(api_client.put("/api/pets/Tom/home", json=1), 405)
 
 
-def test_relationship_endpoints_answer_404_for_what_is_not_there(client: t.Any) -> None:
-    seed(client)
-    client.post("/api/pets/", json={"name": "Stray"})
-    body = problem(client.get("/api/pets/Stray/home"), 404)
+def test_relationship_endpoints_answer_404_for_what_is_not_there(api_client: t.Any) -> None:
+    seed(api_client)
+    api_client.post("/api/pets/", json={"name": "Stray"})
+    body = problem(api_client.get("/api/pets/Stray/home"), 404)
     assert "has no home" in body["detail"]
-    problem(client.get("/api/homes/1/pets/3"), 404)
-    problem(client.get("/api/homes/1/pets/0"), 404)
-    problem(client.get("/api/homes/9/pets/"), 404)
-    problem(client.get("/api/homes/1/nothing/"), 404)
-    problem(client.get("/api/pets/Tom/home/1"), 404)
-    problem(client.get("/api/homes/1/pets/1/more"), 404)
+    problem(api_client.get("/api/homes/1/pets/3"), 404)
+    problem(api_client.get("/api/homes/1/pets/0"), 404)
+    problem(api_client.get("/api/homes/9/pets/"), 404)
+    problem(api_client.get("/api/homes/1/nothing/"), 404)
+    problem(api_client.get("/api/pets/Tom/home/1"), 404)
+    problem(api_client.get("/api/homes/1/pets/1/more"), 404)
 
 
-def test_options_and_head(client: t.Any) -> None:
-    seed(client)
-    response = client.options("/api/homes/")
+def test_options_and_head(api_client: t.Any) -> None:
+    seed(api_client)
+    response = api_client.options("/api/homes/")
     assert response.status_code == 204
     assert response.headers["Allow"] == "GET, POST, HEAD, OPTIONS"
-    assert client.options("/api/homes/1").headers["Allow"] == (
+    assert api_client.options("/api/homes/1").headers["Allow"] == (
         "GET, PUT, PATCH, DELETE, HEAD, OPTIONS")
-    assert client.options("/api/homes/1/pets/").headers["Allow"] == "GET, PUT, HEAD, OPTIONS"
-    head = client.head("/api/homes/1")
+    assert api_client.options("/api/homes/1/pets/").headers["Allow"] == "GET, PUT, HEAD, OPTIONS"
+    head = api_client.head("/api/homes/1")
     assert head.status_code == 200
     assert head.data == b""
     assert head.headers["ETag"]
@@ -178,20 +164,26 @@ def test_options_and_head(client: t.Any) -> None:
 # -- writing: relationships in bodies, many at once -------------------------------------------
 
 
-def test_bodies_set_relationships_by_key(client: t.Any) -> None:
-    seed(client)
-    response = client.post("/api/homes/", json={"address": "3 Way", "pets": ["Rex"]})
+def test_bodies_set_relationships_by_key(api_client: t.Any) -> None:
+    seed(api_client)
+    response = api_client.post("/api/homes/", json={"address": "3 Way", "pets": ["Rex"]})
     assert response.get_json()["pets"] == ["Rex"]
-    assert client.get("/api/homes/2").get_json()["pets"] == []
-    assert client.patch("/api/pets/Rex", json={"home": None}).get_json()["home_id"] is None
+    assert api_client.get("/api/homes/2").get_json()["pets"] == []
+    assert api_client.patch("/api/pets/Rex", json={"home": None}).get_json()["home_id"] is None
     # The foreign key and the relationship may both be given when they agree.
-    response = client.patch("/api/pets/Rex", json={"home": 2, "home_id": 2})
+    response = api_client.patch("/api/pets/Rex", json={"home": 2, "home_id": 2})
     assert response.status_code == 200
-    body = problem(client.patch("/api/pets/Rex", json={"home": 1, "home_id": 2}), 422)
+    body = problem(api_client.patch("/api/pets/Rex", json={"home": 1, "home_id": 2}), 409)
     assert fields(body) == {"home": "disagrees with 'home_id'"}
-    body = problem(client.post("/api/pets/", json={"name": "Ghost", "home": 99}), 422)
+    # A valid body naming what is not there is a conflict of the data (409), as PostgREST
+    # answers a foreign-key violation; a body also invalid in itself stays a 422.
+    body = problem(api_client.post("/api/pets/", json={"name": "Ghost", "home": 99}), 409)
+    assert body["type"] == "tag:flasker,2024:api/conflict"
     assert fields(body) == {"home": "no Home has the key '99'"}
-    problem(client.get("/api/pets/Ghost"), 404)
+    body = problem(api_client.post("/api/pets/", json={"name": "Ghost", "home": 99,
+                                                       "age": "old"}), 422)
+    assert fields(body) == {"age": "expected an integer"}
+    problem(api_client.get("/api/pets/Ghost"), 404)
 
 
 @pytest.mark.parametrize("allowed", [True, False])
@@ -289,8 +281,9 @@ def test_models_may_be_declared_and_added_after_start(make_api: MakeAPI) -> None
     client = project.app.test_client()
     problem(client.get("/api/lates/"), 404)
     module = __import__(project.config["PROJECT"]["MODULES"][0], fromlist=["declare_late"])
-    late = module.declare_late()
-    Model.metadata.create_all(project.engine, tables=[late.__table__])
+    with project.app.app_context():  # declared in the project's registry
+        late = module.declare_late()
+    project.metadata.create_all(project.engine, tables=[late.__table__])
     assert client.post("/api/lates/", json={"name": "now"}).status_code == 201
     assert client.get("/api/lates/").get_json()["items"] == [{"id": 1, "name": "now"}]
 
@@ -309,16 +302,11 @@ def test_wrong_model_options_stop_start_up(make_api: MakeAPI, extra: str, messag
         make_api(models=models_source(extra=extra))
 
 
-class _Base(DeclarativeBase):
-    """A registry of its own, so that this mapped class stays out of Model's tables."""
+def test_wrong_option_values_are_refused_at_once(project: Project) -> None:
+    with project.app.app_context():  # mapped in this project's registry
+        class Gadget(Model):
+            id: Mapped[int] = mapped_column(primary_key=True)
 
-
-class Gadget(_Base):
-    __tablename__ = "gadgets"
-    id: Mapped[int] = mapped_column(primary_key=True)
-
-
-def test_wrong_option_values_are_refused_at_once() -> None:
     manager = APIManager()
     with pytest.raises(ValueError, match="unknown method 'FETCH'"):
         manager.add_model(Gadget, methods=["FETCH"])
@@ -353,6 +341,57 @@ def test_the_config_section_wins_over_the_constructor(make_api: MakeAPI) -> None
     problem(client.get("/v1/homes/?depth=1"), 400)  # MAX_DEPTH from the constructor
 
 
+# The three ways to register the manager, in the models module of the project.
+REGISTRATIONS = {
+    "constructor": "api_manager = APIManager(current_project.app, add_all_models=True)",
+    "init_app": "api_manager = APIManager(add_all_models=True)\n"
+                "api_manager.init_app(current_project.app)",
+    "register_manager": "api_manager = current_project.register_manager("
+                        "APIManager(add_all_models=True))",
+}
+
+
+def registered(registration: str) -> str:
+    """The test models, the manager registered by the code ``registration``."""
+    source = models_source()
+    default = "api_manager = APIManager(add_all_models=True)\n" \
+              "current_project.register_manager(api_manager)\n"
+    assert default in source
+    return source.replace(default, registration + "\n")
+
+
+@pytest.mark.parametrize("how", list(REGISTRATIONS))
+def test_the_api_section_is_read_however_the_manager_is_registered(make_api: MakeAPI,
+                                                                    how: str) -> None:
+    project = make_api(models=registered(REGISTRATIONS[how]), api="URL_PREFIX = /v1\nPAGE_SIZE = 1")
+    client = project.app.test_client()
+    for address in ("1 Road", "2 Lane"):
+        assert client.post("/v1/homes/", json={"address": address}).status_code == 201
+    page = client.get("/v1/homes/").get_json()
+    assert (len(page["items"]), page["total"]) == (1, 2)
+    assert client.get("/api/homes/").status_code == 404
+    assert api_prefix(project.app) == "/v1"
+
+
+@pytest.mark.parametrize("how", list(REGISTRATIONS))
+def test_a_misspelt_key_in_the_api_section_is_refused(make_api: MakeAPI, how: str) -> None:
+    with pytest.raises(ConfigError, match="Unknown key 'URL_PREFX' in section \\[API\\].*"
+                                          "Did you mean 'URL_PREFIX'"):
+        make_api(models=registered(REGISTRATIONS[how]), api="URL_PREFX = /v1")
+
+
+def test_another_section_is_read_instead_when_named(make_api: MakeAPI) -> None:
+    models = registered("api_manager = current_project.register_manager("
+                        "APIManager(add_all_models=True), config_section='PUBLIC_API')")
+    project = make_api(models=models,
+                       api="URL_PREFIX = /v1\n[PUBLIC_API]\nURL_PREFIX = /public")
+    client = project.app.test_client()
+    assert client.get("/public/homes/").status_code == 200
+    assert client.get("/v1/homes/").status_code == 404
+    with pytest.raises(ConfigError, match="Unknown key 'PAGE' in section \\[PUBLIC_API\\]"):
+        make_api(models=models, api="[PUBLIC_API]\nPAGE = 3")
+
+
 def test_options_come_from_the_environment(make_api: MakeAPI,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLASKER__API__PAGE_SIZE", "1")
@@ -375,7 +414,8 @@ def test_add_all_models_from_the_config(make_api: MakeAPI) -> None:
 @pytest.mark.parametrize(("api_cfg", "message"), [
     ("PAGE_SIZE = many", "Config 'API.PAGE_SIZE' has value 'many'"),
     ("PAGE_SIZE = 50\nMAX_PAGE_SIZE = 10", "'API.PAGE_SIZE' \\(50\\) is more than"),
-    ("MAX_DEPTH = -1", "Config 'API.MAX_DEPTH' has value -1. It must be at least 0."),
+    ("MAX_DEPTH = -1",
+     r"Config 'API.MAX_DEPTH' has value -1 \(\S+default.cfg:\d+\). It must be at least 0."),
     ("URL_PREFIX = /", "Config 'API.URL_PREFIX' has value '/'"),
     ("PAGE_SIZ = 5", "Unknown key 'PAGE_SIZ' in section \\[API\\].*Did you mean 'PAGE_SIZE'"),
 ])
@@ -390,7 +430,7 @@ def test_registering_twice_or_without_a_project_is_refused(api: Project) -> None
         manager.init_app(api.app)
     with pytest.raises(RuntimeError, match="is not a flasker project's app"):
         APIManager(Flask("plain"))
-    with pytest.raises(RuntimeError, match="No APIManager is registered"):
+    with pytest.raises(RuntimeError, match="The APIManager is not registered on the app 'plain'"):
         manager.openapi(Flask("plain"))
 
 
@@ -480,7 +520,7 @@ def test_scope_limits_every_query_of_a_model(hooked: t.Any) -> None:
     # Writes: out of scope is not found; a list of members may not name one.
     problem(hooked.patch("/api/pets/Kitty", json={"age": 5}, headers=mine), 404)
     problem(hooked.delete("/api/pets/Kitty", headers=mine), 404)
-    problem(hooked.put("/api/homes/2/pets/", json=["Kitty"], headers=mine), 422)
+    problem(hooked.put("/api/homes/2/pets/", json=["Kitty"], headers=mine), 409)
     # Without the header the scope is off.
     assert hooked.get("/api/pets/").get_json()["total"] == 3
 
@@ -497,8 +537,8 @@ def test_csrf_protection_does_not_block_the_api(make_api: MakeAPI) -> None:
     assert client.post("/api/homes/", json={"address": "x"}).status_code == 201
 
 
-def test_errors_outside_the_prefix_are_left_alone(client: t.Any, tmp_path: Path) -> None:
-    response = client.get("/not-the-api")
+def test_errors_outside_the_prefix_are_left_alone(api_client: t.Any, tmp_path: Path) -> None:
+    response = api_client.get("/not-the-api")
     assert response.status_code == 404
     assert response.mimetype == "text/html"
-    assert client.get("/apiary").mimetype == "text/html"
+    assert api_client.get("/apiary").mimetype == "text/html"

@@ -1,8 +1,5 @@
 """``flasker.ext.api`` reads: depth, filters, sorting, fields, pages, cursors, ETags, types."""
 
-# The fixtures imported from test_ext_api_support come back as arguments (F811).
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import base64
@@ -13,18 +10,7 @@ import pytest
 
 from flasker import Project
 
-from .test_ext_api_support import (  # noqa: F401 (fixtures are used by name)
-    MakeAPI,
-    Statements,
-    api,
-    client,
-    fields,
-    make_api,
-    models_source,
-    problem,
-    seed,
-    statements,
-)
+from .conftest_api import MakeAPI, Statements, models_source, problem, seed
 
 
 def names(response: t.Any) -> list[str]:
@@ -33,26 +19,26 @@ def names(response: t.Any) -> list[str]:
 
 
 @pytest.fixture
-def pets(client: t.Any) -> t.Any:
-    seed(client)
+def pets(api_client: t.Any) -> t.Any:
+    seed(api_client)
     for name, age, home in (("Bella", 3, 2), ("Max", None, None), ("Luna", 7, 2)):
-        client.post("/api/pets/", json={"name": name, "age": age, "home": home})
+        api_client.post("/api/pets/", json={"name": name, "age": age, "home": home})
     for name, age in (("Tom", 5), ("Kitty", 3), ("Rex", 1)):
-        client.patch(f"/api/pets/{name}", json={"age": age})
-    return client
+        api_client.patch(f"/api/pets/{name}", json={"age": age})
+    return api_client
 
 
 # -- depth ------------------------------------------------------------------------------------
 
 
-def test_depth_expands_relationships_and_shows_each_object_once(client: t.Any) -> None:
-    seed(client)
-    home = client.get("/api/homes/1?depth=1").get_json()
+def test_depth_expands_relationships_and_shows_each_object_once(api_client: t.Any) -> None:
+    seed(api_client)
+    home = api_client.get("/api/homes/1?depth=1").get_json()
     assert home == {"id": 1, "address": "1 Road", "rooms": None, "pets": [
         {"name": "Kitty", "home_id": 1, "age": None, "home": 1, "toys": [1]},
         {"name": "Tom", "home_id": 1, "age": None, "home": 1, "toys": [1, 2]},
     ]}
-    home = client.get("/api/homes/1?depth=2").get_json()
+    home = api_client.get("/api/homes/1?depth=2").get_json()
     kitty, tom = home["pets"]
     # The home itself is shown already: the pets give its key.
     assert kitty["home"] == 1
@@ -60,23 +46,23 @@ def test_depth_expands_relationships_and_shows_each_object_once(client: t.Any) -
     # The ball is shown in full under Kitty, then only as its key.
     assert tom["toys"] == [1, {"id": 2, "kind": "mouse", "pets": ["Tom"]}]
     # In a list, every item is shown; a related object repeated is a key the second time.
-    items = client.get("/api/pets/?depth=1").get_json()["items"]
+    items = api_client.get("/api/pets/?depth=1").get_json()["items"]
     assert [(p["name"], p["home"]) for p in items] == [
         ("Kitty", {"id": 1, "address": "1 Road", "rooms": None, "pets": ["Kitty", "Tom"]}),
         ("Rex", {"id": 2, "address": "2 Lane", "rooms": None, "pets": ["Rex"]}),
         ("Tom", 1),
     ]
-    problem(client.get("/api/homes/1?depth=3"), 400)
-    problem(client.get("/api/homes/1?depth=-1"), 400)
-    problem(client.get("/api/homes/1?depth=deep"), 400)
+    problem(api_client.get("/api/homes/1?depth=3"), 400)
+    problem(api_client.get("/api/homes/1?depth=-1"), 400)
+    problem(api_client.get("/api/homes/1?depth=deep"), 400)
 
 
-def test_depth_on_a_self_referential_tree(client: t.Any) -> None:
-    client.post("/api/nodes/", json={"title": "root"})
+def test_depth_on_a_self_referential_tree(api_client: t.Any) -> None:
+    api_client.post("/api/nodes/", json={"title": "root"})
     for title in ("a", "b"):
-        client.post("/api/nodes/", json={"title": title, "parent": 1})
-    client.post("/api/nodes/", json={"title": "a1", "parent_id": 2})
-    root = client.get("/api/nodes/1?depth=2").get_json()
+        api_client.post("/api/nodes/", json={"title": title, "parent": 1})
+    api_client.post("/api/nodes/", json={"title": "a1", "parent_id": 2})
+    root = api_client.get("/api/nodes/1?depth=2").get_json()
     assert root == {"id": 1, "parent_id": None, "title": "root", "rank": 10, "parent": None,
                     "children": [
                         {"id": 2, "parent_id": 1, "title": "a", "rank": 20, "parent": 1,
@@ -85,8 +71,8 @@ def test_depth_on_a_self_referential_tree(client: t.Any) -> None:
                         {"id": 3, "parent_id": 1, "title": "b", "rank": 30, "parent": 1,
                          "children": []},
                     ]}
-    assert names_of(client.get("/api/nodes/2/children/")) == ["a1"]
-    problem(client.patch("/api/nodes/1", json={"rank": 3}), 422)
+    assert names_of(api_client.get("/api/nodes/2/children/")) == ["a1"]
+    problem(api_client.patch("/api/nodes/1", json={"rank": 3}), 422)
 
 
 def names_of(response: t.Any) -> list[str]:
@@ -95,17 +81,17 @@ def names_of(response: t.Any) -> list[str]:
 
 @pytest.mark.parametrize("depth", [0, 1, 2])
 def test_statements_per_request_do_not_grow_with_the_page(
-        client: t.Any, statements: Statements, depth: int) -> None:
+        api_client: t.Any, statements: Statements, depth: int) -> None:
     counts = []
     for homes in (2, 20):
-        while client.get("/api/homes/?total=true").get_json()["total"] < homes:
-            number = client.get("/api/homes/").get_json()["total"] + 1
-            client.post("/api/homes/", json={"address": f"{number} Street"})
+        while api_client.get("/api/homes/?total=true").get_json()["total"] < homes:
+            number = api_client.get("/api/homes/").get_json()["total"] + 1
+            api_client.post("/api/homes/", json={"address": f"{number} Street"})
             for cat in range(3):
-                client.post("/api/pets/", json={"name": f"p{number}-{cat}", "home": number,
-                                                "toys": []})
+                api_client.post("/api/pets/", json={"name": f"p{number}-{cat}", "home": number,
+                                                    "toys": []})
         statements.reset()
-        page = client.get(f"/api/homes/?depth={depth}&limit=100").get_json()
+        page = api_client.get(f"/api/homes/?depth={depth}&limit=100").get_json()
         assert len(page["items"]) == homes
         assert all(len(h["pets"]) == 3 for h in page["items"])
         counts.append(statements.count)
@@ -236,27 +222,30 @@ def test_bad_filters_are_400(pets: t.Any, query: str, reason: str) -> None:
     assert reason in body["errors"][0]["reason"]
 
 
-def test_filters_on_every_column_type(client: t.Any) -> None:
+def test_filters_on_every_column_type(api_client: t.Any) -> None:
     token = str(uuid.uuid4())
-    client.post("/api/readings/", json={
+    api_client.post("/api/readings/", json={
         "taken_at": "2024-05-01T10:00:00+02:00", "local_at": "2024-05-01T10:00:00",
         "day": "2024-05-01", "value": "1.5", "ratio": 0.5, "ok": False, "color": "red",
         "note": "x", "token": token})
-    client.post("/api/readings/", json={"taken_at": "2024-06-01T00:00:00Z", "value": 2,
-                                        "data": {"x": 1}})
+    api_client.post("/api/readings/", json={"taken_at": "2024-06-01T00:00:00Z", "value": 2,
+                                            "data": {"x": 1}})
     for query in ("taken_at:lt:2024-05-02T00:00:00Z", "local_at:ge:2024-05-01T09:00:00",
                   "day:eq:2024-05-01", "value:lt:2", "ratio:gt:0.1", "ok:eq:false",
                   "color:eq:red", f"token:eq:{token}", "data:is_null:true"):
-        items = client.get("/api/readings/", query_string={"filter": query}).get_json()["items"]
+        items = api_client.get("/api/readings/", query_string={"filter": query}).get_json()["items"]
         assert [r["id"] for r in items] == [1], query
     # JSON null given in a body is stored as SQL NULL, as an omitted value is.
-    client.patch("/api/readings/2", json={"data": None})
-    items = client.get("/api/readings/?filter=data:is_null:true").get_json()["items"]
+    api_client.patch("/api/readings/2", json={"data": None})
+    items = api_client.get("/api/readings/?filter=data:is_null:true").get_json()["items"]
     assert [r["id"] for r in items] == [1, 2]
-    problem(client.get("/api/readings/?filter=color:eq:green"), 400)
-    problem(client.get("/api/readings/?filter=data:eq:1"), 400)
-    problem(client.get("/api/readings/?filter=blob:eq:1"), 400)
-    problem(client.get("/api/readings/?filter=token:eq:nope"), 400)
+    problem(api_client.get("/api/readings/?filter=color:eq:green"), 400)
+    problem(api_client.get("/api/readings/?filter=data:eq:1"), 400)
+    problem(api_client.get("/api/readings/?filter=blob:eq:1"), 400)
+    problem(api_client.get("/api/readings/?filter=token:eq:nope"), 400)
+    # Booleans have no order in SQL: a 400, not the database's error.
+    body = problem(api_client.get("/api/readings/?filter=ok:le:yes"), 400)
+    assert "'le' does not apply to the boolean column 'ok'" in body["errors"][0]["reason"]
 
 
 # -- sorting and fields -----------------------------------------------------------------------
@@ -338,11 +327,33 @@ def test_keyset_cursor_walks_every_item_once(pets: t.Any) -> None:
                 break
             response = pets.get(link(response, "next"))
         assert seen == expected, sort
-    problem(pets.get("/api/pets/?cursor=garbage!"), 400)
+
+
+
+def test_an_unknown_cursor_is_not_found(pets: t.Any) -> None:
+    # A cursor is opaque, as a key: one the API did not give names no page (404).
+    for cursor in ("garbage!", "WyIiXQ", "bm90IGpzb24", "WyIiLFsxLDIsM11d"):
+        body = problem(pets.get("/api/pets/", query_string={"cursor": cursor}), 404)
+        assert body["type"] == "tag:flasker,2024:api/not-found"
+        assert body["detail"].startswith("This cursor names no page of pets: start again"
+                                         " without 'cursor'"), body
     token = pets.get("/api/pets/?limit=1&cursor=&sort=age").get_json()["next_cursor"]
-    body = problem(pets.get(f"/api/pets/?limit=1&cursor={token}&sort=name"), 400)
-    assert "was made for the sort 'age'" in body["detail"]
-    problem(pets.get("/api/pets/?cursor=&offset=2"), 400)
+    body = problem(pets.get(f"/api/pets/?limit=1&cursor={token}&sort=name"), 404)
+    assert "it was made for the sort 'age'" in body["detail"]
+    document = pets.get("/api/openapi.json").get_json()
+    assert "names no page (404)" in document["components"]["parameters"]["cursor"][
+        "description"]
+    assert "'cursor'" in document["paths"]["/pets/"]["get"]["responses"]["404"]["description"]
+
+
+def test_an_offset_beside_a_cursor_skips_items_after_it(pets: t.Any) -> None:
+    every = names(pets.get("/api/pets/", query_string={"sort": "name"}))
+    response = pets.get("/api/pets/", query_string={"sort": "name", "limit": 2, "cursor": "",
+                                                    "offset": 1})
+    assert [p["name"] for p in response.get_json()["items"]] == every[1:3]
+    following = link(response, "next")
+    assert following is not None and "offset" not in following  # skipped once, not per page
+    assert [p["name"] for p in pets.get(following).get_json()["items"]] == every[3:5]
 
 
 # -- conditional requests ---------------------------------------------------------------------
@@ -367,23 +378,24 @@ def test_etag_and_if_none_match(pets: t.Any) -> None:
 # -- values -----------------------------------------------------------------------------------
 
 
-def test_values_of_every_type(client: t.Any) -> None:
+def test_values_of_every_type(api_client: t.Any) -> None:
     token = uuid.uuid4()
-    response = client.post("/api/readings/", json={
+    response = api_client.post("/api/readings/", json={
         "taken_at": "2024-05-01T10:00:00+02:00", "local_at": "2024-05-01T10:00:00.250000",
         "day": "2024-05-01", "value": "12345678.123456", "ratio": 0.25, "color": "blue",
         "note": "ok", "data": {"a": [1, 2]}, "blob": base64.b64encode(b"\x00\xff").decode(),
         "token": str(token)})
     assert response.status_code == 201, response.get_data(as_text=True)
-    reading = client.get("/api/readings/1").get_json()
+    reading = api_client.get("/api/readings/1").get_json()
     assert reading.pop("taken_at") == "2024-05-01T08:00:00+00:00"  # in UTC
     assert reading == {
         "id": 1, "local_at": "2024-05-01T10:00:00.250000", "day": "2024-05-01",
         "value": "12345678.123456", "ratio": 0.25, "ok": True, "color": "blue",
         "note": "ok", "data": {"a": [1, 2]}, "blob": "AP8=", "token": str(token)}
     # A naive column holds UTC; numbers are accepted for decimals too.
-    client.patch("/api/readings/1", json={"local_at": "2024-05-01T12:00:00+02:00", "value": 2.5})
-    reading = client.get("/api/readings/1").get_json()
+    api_client.patch("/api/readings/1",
+                     json={"local_at": "2024-05-01T12:00:00+02:00", "value": 2.5})
+    reading = api_client.get("/api/readings/1").get_json()
     assert reading["local_at"] == "2024-05-01T10:00:00"
     assert reading["value"] == "2.500000"
 

@@ -14,50 +14,30 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 import requests
 import sqlalchemy as sa
+from flask import Flask
 
 from flasker import ConfigError, Project
-from flasker.ext.auth import AuthSession, AuthUser, GoogleAuthManager
-from flasker.util import Model
+from flasker.ext.auth import GoogleAuthManager, auth_models
 
-from .conftest import free_port, unique_package, write_project
-from .oidc_provider import CLIENT_ID, Account, FakeProvider, Flow, auth_cfg, auth_files
+from .auth_cases import BYPASSES
+from .conftest import free_port, prepend_path, unique_package, write_project
+from .oidc_provider import CLIENT_ID, Account, FakeProvider, Flow, auth_files
 
 Make = t.Callable[..., Project]
 
 
+@pytest.fixture(autouse=True)
+def _security_events(caplog: pytest.LogCaptureFixture) -> None:
+    """Record the INFO events of ``flasker.security`` too (sign-ins, tokens made, revoked).
 
-@pytest.fixture
-def build(tmp_path: Path, provider: FakeProvider) -> t.Iterator[t.Callable[..., Project]]:
-    """``build(db_url=..., emails=..., extra=..., overrides=...)``: a project with its tables."""
-    count = 0
-    built: list[Project] = []
-
-    def make(db_url: str | None = None, *, emails: str = "alice@corp.com, Bob@Example.org",
-             extra: str = "", testing: bool = True,
-             overrides: t.Mapping[str, t.Mapping[str, t.Any]] | None = None,
-             create_tables: bool = True, views: str | None = None) -> Project:
-        nonlocal count
-        count += 1
-        folder = tmp_path / f"project{count}"
-        package = unique_package()
-        url = db_url or f"sqlite:///{folder / 'db.sqlite'}"
-        files = auth_files(package) if views is None else auth_files(package, views)
-        path = write_project(folder, auth_cfg(provider, package, url, testing=testing,
-                                              emails=emails, extra=extra), files)
-        project = Project(path, overrides=overrides)
-        built.append(project)
-        if create_tables:
-            Model.metadata.create_all(project.engine)
-        return project
-
-    yield make
-    for project in built:
-        project.engine.dispose()
+    Nothing configures logging in a test, so the root logger's WARNING would hide them.
+    """
+    caplog.set_level(logging.INFO, logger="flasker.security")
 
 
 @pytest.fixture
-def project(build: t.Callable[..., Project]) -> Project:
-    return build()
+def project(build_auth: t.Callable[..., Project]) -> Project:
+    return build_auth()
 
 
 @pytest.fixture
@@ -89,18 +69,19 @@ def session_cookie(client: t.Any) -> str:
     return t.cast(str, cookie.value)
 
 
-def users(project: Project) -> list[AuthUser]:
+def users(project: Project) -> list[t.Any]:
+    """The rows of ``auth_users``."""
     with project.engine.connect() as connection:
-        return list(connection.execute(sa.select(AuthUser.__table__)))  # type: ignore[arg-type]
+        return list(connection.execute(sa.select(auth_models(project.app).AuthUser.__table__)))
 
 
 # -- the happy path -------------------------------------------------------------------------
 
 
-def test_sign_in_lands_on_the_requested_page(db_url: str, build: t.Callable[..., Project],
+def test_sign_in_lands_on_the_requested_page(db_url: str, build_auth: t.Callable[..., Project],
                                              provider: FakeProvider,
                                              caplog: pytest.LogCaptureFixture) -> None:
-    project = build(db_url)
+    project = build_auth(db_url)
     client = project.app.test_client()
     flow = Flow(client, provider)
 
@@ -224,17 +205,17 @@ def test_a_token_response_without_id_token_is_refused(flow: Flow, provider: Fake
     assert_refused(flow.sign_in(), "invalid_id_token", caplog)
 
 
-def test_an_unreachable_provider_is_a_friendly_502(build: t.Callable[..., Project],
+def test_an_unreachable_provider_is_a_friendly_502(build_auth: t.Callable[..., Project],
                                                    caplog: pytest.LogCaptureFixture) -> None:
     dead = f"http://127.0.0.1:{free_port()}/.well-known/openid-configuration"
-    project = build(overrides={"AUTH": {"METADATA_URL": dead}})
+    project = build_auth(overrides={"AUTH": {"METADATA_URL": dead}})
     response = project.app.test_client().get("/auth/start?next=/private")
     assert_refused(response, "provider_unavailable", caplog, 502)
 
 
-def test_missing_tables_are_a_friendly_503(build: t.Callable[..., Project],
+def test_missing_tables_are_a_friendly_503(build_auth: t.Callable[..., Project],
                                            caplog: pytest.LogCaptureFixture) -> None:
-    project = build(create_tables=False)
+    project = build_auth(create_tables=False)
     response = project.app.test_client().get("/auth/start")
     assert_refused(response, "storage_unavailable", caplog, 503)
 
@@ -342,19 +323,19 @@ def test_an_unverified_email_is_refused(flow: Flow, provider: FakeProvider,
 
 
 @pytest.mark.parametrize("hd", [None, "evil.com", "corp.com.evil.com", "sub.corp.com"])
-def test_a_hosted_domain_mismatch_is_refused(build: t.Callable[..., Project],
+def test_a_hosted_domain_mismatch_is_refused(build_auth: t.Callable[..., Project],
                                              provider: FakeProvider,
                                              caplog: pytest.LogCaptureFixture,
                                              hd: str | None) -> None:
-    project = build(extra="HOSTED_DOMAIN = corp.com")
+    project = build_auth(extra="HOSTED_DOMAIN = corp.com")
     provider.account.hd = hd
     assert_refused(Flow(project.app.test_client(), provider).sign_in(),
                    "hosted_domain_mismatch", caplog)
 
 
-def test_the_hosted_domain_is_asked_for_and_accepted(build: t.Callable[..., Project],
+def test_the_hosted_domain_is_asked_for_and_accepted(build_auth: t.Callable[..., Project],
                                                      provider: FakeProvider) -> None:
-    project = build(extra="HOSTED_DOMAIN = Corp.com")
+    project = build_auth(extra="HOSTED_DOMAIN = Corp.com")
     provider.account.hd = "corp.com"
     flow = Flow(project.app.test_client(), provider)
     authorize = flow.start()
@@ -412,56 +393,56 @@ def test_an_account_off_the_allow_list_is_refused(flow: Flow, provider: FakeProv
     ("alice@corp.com.", "invalid_id_token"),
     ("alice@corp.com@evil.com", "invalid_id_token"),
 ])
-def test_lookalike_emails_are_refused(build: t.Callable[..., Project], provider: FakeProvider,
+def test_lookalike_emails_are_refused(build_auth: t.Callable[..., Project], provider: FakeProvider,
                                       caplog: pytest.LogCaptureFixture, email: str,
                                       code: str) -> None:
-    project = build(emails="alice@corp.com", extra="AUTHORIZED_DOMAINS = example.org")
+    project = build_auth(emails="alice@corp.com", extra="AUTHORIZED_DOMAINS = example.org")
     provider.account.email = email
     assert_refused(Flow(project.app.test_client(), provider).sign_in(), code, caplog)
     assert users(project) == []
 
 
-def test_the_kelvin_sign_does_not_become_a_k(build: t.Callable[..., Project],
+def test_the_kelvin_sign_does_not_become_a_k(build_auth: t.Callable[..., Project],
                                              provider: FakeProvider,
                                              caplog: pytest.LogCaptureFixture) -> None:
-    project = build(emails="kate@corp.com")
+    project = build_auth(emails="kate@corp.com")
     provider.account.email = "\u212aate@corp.com"  # lowers to 'kate' under Unicode rules
     assert_refused(Flow(project.app.test_client(), provider).sign_in(), "not_allowed", caplog)
 
 
 @pytest.mark.parametrize("email", ["ALICE@CORP.COM", "Alice@Corp.com", "bob@EXAMPLE.org"])
-def test_allowed_emails_match_whatever_their_case(build: t.Callable[..., Project],
+def test_allowed_emails_match_whatever_their_case(build_auth: t.Callable[..., Project],
                                                   provider: FakeProvider, email: str) -> None:
-    project = build(emails="  Alice@CORP.com ,bob@example.org")
+    project = build_auth(emails="  Alice@CORP.com ,bob@example.org")
     provider.account.email = email
     assert Flow(project.app.test_client(), provider).sign_in().headers["Location"] == "/private"
 
 
-def test_an_allowed_domain_lets_its_addresses_in(build: t.Callable[..., Project],
+def test_an_allowed_domain_lets_its_addresses_in(build_auth: t.Callable[..., Project],
                                                  provider: FakeProvider) -> None:
-    project = build(emails="", extra="AUTHORIZED_DOMAINS = example.org")
+    project = build_auth(emails="", extra="AUTHORIZED_DOMAINS = example.org")
     provider.account.email = "carol@example.org"
     assert Flow(project.app.test_client(), provider).sign_in().headers["Location"] == "/private"
 
 
-def test_an_empty_allow_list_denies_everyone(build: t.Callable[..., Project],
+def test_an_empty_allow_list_denies_everyone(build_auth: t.Callable[..., Project],
                                              provider: FakeProvider,
                                              caplog: pytest.LogCaptureFixture) -> None:
-    project = build(emails="")
+    project = build_auth(emails="")
     assert any(getattr(r, "security_event", None) == "empty_allow_list" for r in caplog.records)
     assert_refused(Flow(project.app.test_client(), provider).sign_in(), "not_allowed", caplog)
 
 
 def test_removing_an_email_takes_effect_on_the_next_request(
-        build: t.Callable[..., Project], provider: FakeProvider, tmp_path: Path,
+        build_auth: t.Callable[..., Project], provider: FakeProvider, tmp_path: Path,
         caplog: pytest.LogCaptureFixture) -> None:
     db = f"sqlite:///{tmp_path / 'shared.sqlite'}"
-    before = build(db)
+    before = build_auth(db)
     client = before.app.test_client()
     Flow(client, provider).sign_in()
     cookie = session_cookie(client)
     assert client.get("/private").status_code == 200
-    after = build(db, emails="bob@example.org")  # the app restarted with a shorter list
+    after = build_auth(db, emails="bob@example.org")  # the app restarted with a shorter list
     same_browser = after.app.test_client()
     same_browser.set_cookie("session", cookie)
     response = same_browser.get("/private")
@@ -503,7 +484,8 @@ def test_sign_out_needs_post_and_its_csrf_token(project: Project, flow: Flow, cl
     assert "You are signed out." in client.get(out.headers["Location"]).get_data(as_text=True)
     assert client.get("/private").status_code == 302
     with project.engine.connect() as connection:
-        assert connection.scalar(sa.select(sa.func.count()).select_from(AuthSession)) == 0
+        sessions = auth_models(project.app).AuthSession
+        assert connection.scalar(sa.select(sa.func.count()).select_from(sessions)) == 0
 
     # A copy of the signed-in cookie is worthless once its sign-in is over.
     thief = project.app.test_client()
@@ -518,7 +500,8 @@ def test_signing_in_again_ends_the_previous_sign_in(project: Project, flow: Flow
     assert client.get("/auth/login?next=/private").headers["Location"] == "/private"
     flow.sign_in()
     with project.engine.connect() as connection:
-        assert connection.scalar(sa.select(sa.func.count()).select_from(AuthSession)) == 1
+        sessions = auth_models(project.app).AuthSession
+        assert connection.scalar(sa.select(sa.func.count()).select_from(sessions)) == 1
     old = project.app.test_client()
     old.set_cookie("session", first)
     assert old.get("/private").status_code == 302
@@ -541,8 +524,8 @@ def test_auth_pages_cannot_be_framed_or_cached(client: t.Any) -> None:
 
 
 def test_cookies_are_httponly_and_lax_and_secure_outside_development(
-        build: t.Callable[..., Project], provider: FakeProvider) -> None:
-    project = build(testing=False)
+        build_auth: t.Callable[..., Project], provider: FakeProvider) -> None:
+    project = build_auth(testing=False)
     app = project.app
     assert app.config["SESSION_COOKIE_SECURE"] is True
     assert app.config["SESSION_COOKIE_HTTPONLY"] is True
@@ -563,39 +546,12 @@ def test_cookies_in_testing_are_httponly_and_lax(flow: Flow, client: t.Any) -> N
 
 
 def test_samesite_strict_is_lowered_to_lax_for_the_callback(
-        build: t.Callable[..., Project]) -> None:
-    project = build(overrides={"APP": {"SESSION_COOKIE_SAMESITE": "Strict"}})
+        build_auth: t.Callable[..., Project]) -> None:
+    project = build_auth(overrides={"APP": {"SESSION_COOKIE_SAMESITE": "Strict"}})
     assert project.app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
 
 
 # -- next -----------------------------------------------------------------------------------
-
-
-BYPASSES = [
-    "//evil.com",
-    "///evil.com",
-    "/\\evil.com",
-    "\\\\evil.com",
-    "/\\/evil.com",
-    "https:evil.com",
-    "https://evil.com",
-    "http://localhost.evil.com/",
-    "/%2F%2Fevil.com",
-    "/%2f%2fevil.com",
-    "%2F%2Fevil.com",
-    "/%5Cevil.com",
-    "/%252F%252Fevil.com",
-    "javascript:alert(1)",
-    "JavaScript:alert(1)",
-    "data:text/html,<script>alert(1)</script>",
-    "/\t/evil.com",
-    "/\n/evil.com",
-    "/\r/evil.com",
-    " //evil.com",
-    "evil.com",
-    "/auth/logout",
-    "/auth/start?next=//evil.com",
-]
 
 
 @pytest.mark.parametrize("target", BYPASSES)
@@ -641,8 +597,8 @@ def test_every_view_needs_a_sign_in_but_the_exempt_ones(client: t.Any) -> None:
 
 
 def test_without_protect_all_views_only_marked_views_need_a_sign_in(
-        build: t.Callable[..., Project], provider: FakeProvider) -> None:
-    project = build(extra="PROTECT_ALL_VIEWS = false")
+        build_auth: t.Callable[..., Project], provider: FakeProvider) -> None:
+    project = build_auth(extra="PROTECT_ALL_VIEWS = false")
     client = project.app.test_client()
     assert client.get("/private").status_code == 200
     guarded = client.get("/guarded")
@@ -678,9 +634,9 @@ def test_pages_expose_the_csrf_token(flow: Flow, client: t.Any) -> None:
 # -- options --------------------------------------------------------------------------------
 
 
-def test_a_custom_prefix_and_callback(build: t.Callable[..., Project],
+def test_a_custom_prefix_and_callback(build_auth: t.Callable[..., Project],
                                       provider: FakeProvider) -> None:
-    project = build(extra="URL_PREFIX = /account/\nCALLBACK_URL = /google/back")
+    project = build_auth(extra="URL_PREFIX = /account/\nCALLBACK_URL = /google/back")
     client = project.app.test_client()
     assert urlsplit(client.get("/private").headers["Location"]).path == "/account/login"
     start = client.get("/account/start?next=/private")
@@ -691,23 +647,24 @@ def test_a_custom_prefix_and_callback(build: t.Callable[..., Project],
     assert client.get(callback).headers["Location"] == "/private"
 
 
-def test_the_config_section_wins_over_the_constructor(build: t.Callable[..., Project],
+def test_the_config_section_wins_over_the_constructor(build_auth: t.Callable[..., Project],
                                                       provider: FakeProvider) -> None:
     views = auth_files("x")["x/views.py"].replace(
         'GoogleAuthManager()',
         'GoogleAuthManager(authorized_emails=["carol@corp.com"], url_prefix="/signin",'
         ' protect_all_views=False)')
-    project = build(views=views)  # the section sets AUTHORIZED_EMAILS but not the rest
+    project = build_auth(views=views)  # the section sets AUTHORIZED_EMAILS but not the rest
     settings = project.app.extensions["flasker_auth"].settings
     assert settings.allow_list.emails == {"alice@corp.com", "bob@example.org"}
     assert settings.url_prefix == "/signin"
     assert settings.protect_all_views is False
 
 
-def test_constructor_options_alone(tmp_path: Path, provider: FakeProvider) -> None:
+def test_constructor_options_alone(tmp_path: Path, provider: FakeProvider,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
     package = unique_package()
     views = auth_files(package)[f"{package}/views.py"].replace(
-        'GoogleAuthManager(), config_section="AUTH"',
+        "GoogleAuthManager()",
         f'GoogleAuthManager(client_id="{CLIENT_ID}", client_secret="{provider.client_secret}",'
         f' authorized_emails="alice@corp.com", metadata_url="{provider.metadata_url}")')
     path = write_project(tmp_path, f"""
@@ -718,25 +675,96 @@ def test_constructor_options_alone(tmp_path: Path, provider: FakeProvider) -> No
         TESTING = true
         SECRET_KEY = test-secret-key-0123456789abcdef
         """, {**auth_files(package), f"{package}/views.py": views})
+    prepend_path(monkeypatch, str(tmp_path))
     project = Project(path)
-    Model.metadata.create_all(project.engine)
+    project.metadata.create_all(project.engine)
     try:
         client = project.app.test_client()
         assert Flow(client, provider).sign_in().headers["Location"] == "/private"
     finally:
-        project.engine.dispose()
+        project.close()
+
+
+WITHOUT_REGISTRATION = auth_files("x")["x/views.py"].replace(
+    "current_project.register_manager(GoogleAuthManager())\n", "")
+
+
+@pytest.mark.parametrize("how", ["GoogleAuthManager(app)", "init_app", "register_manager"])
+def test_the_auth_section_is_read_however_the_extension_is_registered(
+        build_auth: t.Callable[..., Project], provider: FakeProvider, how: str) -> None:
+    project = build_auth(views=WITHOUT_REGISTRATION, create_tables=False)
+    assert "flasker_auth" not in project.app.extensions
+    if how == "GoogleAuthManager(app)":
+        GoogleAuthManager(project.app)
+    elif how == "init_app":
+        GoogleAuthManager().init_app(project.app)
+    else:
+        project.register_manager(GoogleAuthManager())
+    project.metadata.create_all(project.engine)
+    settings = project.app.extensions["flasker_auth"].settings
+    assert settings.allow_list.emails == {"alice@corp.com", "bob@example.org"}  # from [AUTH]
+    assert Flow(project.app.test_client(), provider).sign_in().headers["Location"] == "/private"
+
+
+def test_another_section_can_be_named(build_auth: t.Callable[..., Project],
+                                      provider: FakeProvider) -> None:
+    project = build_auth(views=WITHOUT_REGISTRATION, create_tables=False, overrides={
+        "SIGNIN": {"CLIENT_ID": CLIENT_ID, "CLIENT_SECRET": provider.client_secret,
+                   "AUTHORIZED_EMAILS": "carol@corp.com",
+                   "METADATA_URL": provider.metadata_url}})
+    project.register_manager(GoogleAuthManager(), config_section="SIGNIN")
+    settings = project.app.extensions["flasker_auth"].settings
+    assert settings.allow_list.emails == {"carol@corp.com"}
+
+
+def test_an_unknown_key_in_the_auth_section_suggests_the_right_one(
+        build_auth: t.Callable[..., Project]) -> None:
+    with pytest.raises(ConfigError, match=r"Unknown key 'CLIENT_IDD' in section \[AUTH\]"
+                                          r" \(.*default.cfg:\d+\)\. Did you mean 'CLIENT_ID'\?"):
+        build_auth(extra="CLIENT_IDD = typo.apps.example")
 
 
 def test_registering_twice_is_refused(project: Project) -> None:
-    with pytest.raises(RuntimeError, match="already registered on the app"):
-        project.register_manager(GoogleAuthManager(), config_section="AUTH")
+    with pytest.raises(RuntimeError, match="A GoogleAuthManager is already registered on the"
+                                           " app"):
+        project.register_manager(GoogleAuthManager())
 
 
 def test_a_bare_flask_app_is_refused() -> None:
-    from flask import Flask
-
-    with pytest.raises(RuntimeError, match="needs a flasker project"):
+    with pytest.raises(RuntimeError, match="The app 'bare' is not a flasker project's app"):
         GoogleAuthManager(client_id="x").init_app(Flask("bare"))
+
+
+# -- the tables, per project ------------------------------------------------------------------
+
+
+def test_two_projects_in_one_process_have_their_own_auth_models(
+        build_auth: t.Callable[..., Project], provider: FakeProvider) -> None:
+    first, second = build_auth(), build_auth()
+    one, two = auth_models(first.app), auth_models(second.app)
+    assert one.AuthUser is not two.AuthUser
+    for project, models in ((first, one), (second, two)):
+        assert set(project.metadata.tables) >= {"auth_users", "auth_sessions", "auth_tokens",
+                                                "auth_login_states"}
+        assert models.AuthUser.__table__ is project.metadata.tables["auth_users"]
+        assert project.models()["AuthToken"] is models.AuthToken
+        with project.app.app_context():
+            assert auth_models() is models
+    assert Flow(first.app.test_client(), provider).sign_in().headers["Location"] == "/private"
+    assert [r.email for r in users(first)] == ["alice@corp.com"]
+    assert users(second) == []
+    assert Flow(second.app.test_client(), provider).sign_in().headers["Location"] == "/private"
+
+
+def test_auth_models_of_an_app_without_them_say_how_to_get_them(
+        build_auth: t.Callable[..., Project]) -> None:
+    project = build_auth(views=WITHOUT_REGISTRATION, create_tables=False)
+    with pytest.raises(RuntimeError, match="The auth models are not declared on the app"
+                                           ".*Register 'GoogleAuthManager'.*'flasker.ext.auth"
+                                           ".declare_models\\(\\)' in a module of the"
+                                           " project's MODULES"):
+        auth_models(project.app)
+    assert "auth_users" not in project.metadata.tables
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [
@@ -753,50 +781,52 @@ def test_a_bare_flask_app_is_refused() -> None:
     ("AUTHORISED_EMAILS", "alice@corp.com", "Did you mean 'AUTHORIZED_EMAILS'"),
 ])
 def test_bad_options_stop_start_up_with_the_key_and_the_fix(
-        build: t.Callable[..., Project], key: str, value: str, message: str) -> None:
+        build_auth: t.Callable[..., Project], key: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        build(overrides={"AUTH": {key: value}})
+        build_auth(overrides={"AUTH": {key: value}})
 
 
-def test_a_bad_option_in_the_file_names_its_line(build: t.Callable[..., Project]) -> None:
+def test_a_bad_option_in_the_file_names_its_line(build_auth: t.Callable[..., Project]) -> None:
     with pytest.raises(ConfigError, match=r"'AUTH.HOSTED_DOMAIN' has value 'a b'"
                                           r" \(.*default.cfg:\d+\)"):
-        build(extra="HOSTED_DOMAIN = a b")
+        build_auth(extra="HOSTED_DOMAIN = a b")
 
 
-def test_a_missing_client_id_says_how_to_get_one(build: t.Callable[..., Project]) -> None:
+def test_a_missing_client_id_says_how_to_get_one(build_auth: t.Callable[..., Project]) -> None:
     with pytest.raises(ConfigError, match="'AUTH.CLIENT_ID' is required.*console.cloud.google"):
-        build(overrides={"AUTH": {"CLIENT_ID": ""}})
+        build_auth(overrides={"AUTH": {"CLIENT_ID": ""}})
 
 
 @pytest.mark.parametrize(("secret", "reason"), [
     ("", "it is not set"), ("changeme", "it is a placeholder"), ("short-secret", "it is shorter")])
 def test_a_weak_client_secret_stops_start_up_outside_testing(
-        build: t.Callable[..., Project], secret: str, reason: str) -> None:
+        build_auth: t.Callable[..., Project], secret: str, reason: str) -> None:
     with pytest.raises(ConfigError,
                        match=f"'AUTH.CLIENT_SECRET' cannot be used outside testing: {reason}"):
-        build(testing=False, overrides={"AUTH": {"CLIENT_SECRET": secret}})
+        build_auth(testing=False, overrides={"AUTH": {"CLIENT_SECRET": secret}})
 
 
-def test_a_weak_secret_key_stops_start_up_even_in_debug(build: t.Callable[..., Project]) -> None:
+def test_a_weak_secret_key_stops_start_up_even_in_debug(
+        build_auth: t.Callable[..., Project]) -> None:
     with pytest.raises(ConfigError, match="'APP.SECRET_KEY' cannot be used with"
                                           " GoogleAuthManager outside testing: it is a"
                                           " placeholder"):
-        build(testing=False, overrides={"APP": {"DEBUG": True, "SECRET_KEY": "dev"}})
+        build_auth(testing=False, overrides={"APP": {"DEBUG": True, "SECRET_KEY": "dev"}})
 
 
-def test_plain_http_metadata_is_refused_outside_testing(build: t.Callable[..., Project]) -> None:
+def test_plain_http_metadata_is_refused_outside_testing(
+        build_auth: t.Callable[..., Project]) -> None:
     with pytest.raises(ConfigError, match="Expected an 'https://' URL"):
-        build(testing=False, overrides={
+        build_auth(testing=False, overrides={
             "AUTH": {"METADATA_URL": "http://idp.example/.well-known/openid-configuration"}})
 
 
-def test_another_login_manager_is_refused(build: t.Callable[..., Project]) -> None:
+def test_another_login_manager_is_refused(build_auth: t.Callable[..., Project]) -> None:
     views = auth_files("x")["x/views.py"].replace(
         "app = current_project.app\n",
         "app = current_project.app\nimport flask_login\nflask_login.LoginManager(app)\n")
     with pytest.raises(RuntimeError, match="already has a Flask-Login 'LoginManager'"):
-        build(views=views)
+        build_auth(views=views)
 
 
 def test_the_provider_account_fixture_is_fresh(provider: FakeProvider) -> None:

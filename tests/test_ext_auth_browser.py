@@ -6,22 +6,20 @@ real server thread; screenshots go to ``test-output/auth/``.
 
 from __future__ import annotations
 
-import threading
 import typing as t
-from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from flasker import Project
-from flasker.util import Model
 
-from .conftest import ROOT, unique_package, write_project
-from .oidc_provider import FakeProvider, auth_cfg, auth_files
+from .conftest import (
+    CHROMIUM_ARGS,
+    ROOT,
+    require_chromium,
+    serve,
+)
+from .oidc_provider import FakeProvider
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 SHOTS = ROOT / "test-output" / "auth"
 
 pytestmark = pytest.mark.browser
@@ -35,20 +33,8 @@ def provider() -> t.Iterator[FakeProvider]:
 
 
 @pytest.fixture
-def app_url(tmp_path: Path, provider: FakeProvider) -> t.Iterator[str]:
-    package = unique_package()
-    path = write_project(tmp_path, auth_cfg(provider, package,
-                                            f"sqlite:///{tmp_path / 'db.sqlite'}"),
-                         auth_files(package))
-    project = Project(path)
-    Model.metadata.create_all(project.engine)
-    server = make_server("127.0.0.1", 0, project.app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
-    project.engine.dispose()
+def app_url(build_auth: t.Callable[..., Project]) -> t.Iterator[str]:
+    yield from serve(build_auth().app)
 
 
 def test_a_browser_signs_in_lands_on_the_page_and_signs_out(app_url: str,
@@ -57,12 +43,13 @@ def test_a_browser_signs_in_lands_on_the_page_and_signs_out(app_url: str,
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=require_chromium(), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
             page.goto(app_url + "/private?tab=2")
             expect(page).to_have_url(app_url + "/auth/login?next=/private?tab%3D2")
             expect(page.locator("h1")).to_have_text("Sign in to Auth Test")
+            expect(page.locator("#sign-in")).to_have_text("Sign in with 127.0.0.1")
             page.screenshot(path=SHOTS / "1-sign-in.png")
 
             page.click("#sign-in")
@@ -96,7 +83,7 @@ def test_a_browser_sees_a_friendly_refusal(app_url: str, provider: FakeProvider)
     provider.account.email = "mallory@corp.com"
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=require_chromium(), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
             page.goto(app_url + "/private")
@@ -105,5 +92,13 @@ def test_a_browser_sees_a_friendly_refusal(app_url: str, provider: FakeProvider)
             expect(page.locator("h1")).to_have_text("This account is not allowed")
             expect(page.locator("[data-reason=not_allowed]")).to_be_visible()
             page.screenshot(path=SHOTS / "5-refused.png")
+
+            # The retry asks the provider to offer another account, not the same one again.
+            page.click("#another-account")
+            page.wait_for_url(provider.url + "/authorize?**")
+            assert "prompt=select_account" in page.url
+            provider.account.email = "alice@corp.com"
+            page.click("#allow")
+            expect(page.locator("#who")).to_have_text("Home: alice@corp.com")
         finally:
             browser.close()

@@ -13,19 +13,27 @@ import pytest
 import sqlalchemy as sa
 
 from flasker import Project
-from flasker.ext.auth import AuthToken, AuthUser
-from flasker.util import Model
+from flasker.ext.auth import auth_models
 
-from .conftest import FLASKER, unique_package, write_project
-from .oidc_provider import FakeProvider, Flow, auth_cfg, auth_files
+from .conftest import FLASKER, prepend_path, unique_package, write_project
+from .oidc_provider import VIEWS_WITHOUT_API, FakeProvider, Flow, auth_cfg, auth_files
 
 TOKEN_RE = re.compile(r"flk_[A-Za-z0-9_-]{43}")
 
 
+@pytest.fixture(autouse=True)
+def _security_events(caplog: pytest.LogCaptureFixture) -> None:
+    """Record the INFO events of ``flasker.security`` too (sign-ins, tokens made, revoked).
+
+    Nothing configures logging in a test, so the root logger's WARNING would hide them.
+    """
+    caplog.set_level(logging.INFO, logger="flasker.security")
+
 
 @pytest.fixture
-def cfg_path(tmp_path: Path, provider: FakeProvider) -> Path:
+def cfg_path(tmp_path: Path, provider: FakeProvider, monkeypatch: pytest.MonkeyPatch) -> Path:
     package = unique_package()
+    prepend_path(monkeypatch, str(tmp_path))
     return write_project(tmp_path, auth_cfg(provider, package,
                                             f"sqlite:///{tmp_path / 'db.sqlite'}"),
                          auth_files(package))
@@ -34,9 +42,9 @@ def cfg_path(tmp_path: Path, provider: FakeProvider) -> Path:
 @pytest.fixture
 def project(cfg_path: Path) -> t.Iterator[Project]:
     project = Project(cfg_path)
-    Model.metadata.create_all(project.engine)
+    project.metadata.create_all(project.engine)
     yield project
-    project.engine.dispose()
+    project.close()
 
 
 @pytest.fixture
@@ -65,8 +73,9 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def rows(project: Project) -> list[t.Any]:
+    """The rows of ``auth_tokens``."""
     with project.engine.connect() as connection:
-        return list(connection.execute(sa.select(AuthToken.__table__)))
+        return list(connection.execute(sa.select(auth_models(project.app).AuthToken.__table__)))
 
 
 # -- the token page and bearer requests -------------------------------------------------------
@@ -124,7 +133,7 @@ def test_an_unknown_token_is_a_401_problem(project: Project, header: str,
 def test_an_expired_token_is_refused(project: Project, signed_in: t.Any) -> None:
     token = create_on_page(signed_in, days="7")
     with project.engine.begin() as connection:
-        connection.execute(sa.update(AuthToken).values(
+        connection.execute(sa.update(auth_models(project.app).AuthToken).values(
             expires_at=dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(seconds=1)))
     answer = project.app.test_client().get("/api/things", headers=bearer(token))
     assert answer.status_code == 401
@@ -166,6 +175,7 @@ def test_a_token_outside_the_api_is_refused(project: Project, signed_in: t.Any) 
         answer = script.get(path, headers=bearer(token))
         assert answer.status_code == 401, path
         assert answer.get_json()["code"] == "token_outside_api"
+        assert answer.get_json()["title"] == "API tokens work under /api only"
         assert "Set-Cookie" not in answer.headers
 
 
@@ -189,14 +199,21 @@ def test_bad_token_forms_are_clear_errors(project: Project, signed_in: t.Any) ->
 
 
 def test_a_token_of_a_user_taken_off_the_allow_list_is_refused(
-        cfg_path: Path, project: Project, signed_in: t.Any) -> None:
+        tmp_path: Path, project: Project, signed_in: t.Any, provider: FakeProvider,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     token = create_on_page(signed_in)
-    restarted = Project(cfg_path, overrides={"AUTH": {"AUTHORIZED_EMAILS": "bob@example.org"}})
+    # The application restarted with a shorter list (a new process: modules of its own).
+    package = unique_package()
+    folder = tmp_path / "restarted"
+    path = write_project(folder, auth_cfg(provider, package, f"sqlite:///{tmp_path / 'db.sqlite'}",
+                                          emails="bob@example.org"), auth_files(package))
+    prepend_path(monkeypatch, str(folder))
+    restarted = Project(path)
     try:
         answer = restarted.app.test_client().get("/api/things", headers=bearer(token))
         assert answer.status_code == 401
     finally:
-        restarted.engine.dispose()
+        restarted.close()
 
 
 def test_the_token_page_needs_a_signed_in_user(project: Project) -> None:
@@ -204,6 +221,104 @@ def test_the_token_page_needs_a_signed_in_user(project: Project) -> None:
     assert client.get("/auth/tokens").status_code == 302
     assert client.get("/auth/me").status_code == 302
     assert client.get("/auth/me", headers={"Accept": "application/json"}).status_code == 401
+
+
+# -- where the API lives: [API] URL_PREFIX, asked of the API extension -------------------------
+
+
+@pytest.fixture(params=["/api", "/v1"])
+def api_at(request: pytest.FixtureRequest, tmp_path: Path, provider: FakeProvider,
+           monkeypatch: pytest.MonkeyPatch) -> t.Iterator[tuple[Project, str]]:
+    """A project whose API (registered after the auth extension) lives at the parameter."""
+    package = unique_package()
+    prefix = t.cast(str, request.param)
+    path = write_project(tmp_path, auth_cfg(provider, package,
+                                            f"sqlite:///{tmp_path / 'db.sqlite'}",
+                                            api_prefix=prefix), auth_files(package))
+    prepend_path(monkeypatch, str(tmp_path))
+    project = Project(path)
+    project.metadata.create_all(project.engine)
+    yield project, prefix
+    project.close()
+
+
+def test_a_signed_in_browser_writes_to_the_api_only_with_the_csrf_header(
+        api_at: tuple[Project, str], provider: FakeProvider,
+        caplog: pytest.LogCaptureFixture) -> None:
+    project, prefix = api_at
+    browser = project.app.test_client()
+    Flow(browser, provider).sign_in()
+
+    refused = browser.post(f"{prefix}/notes/", json={"text": "forged"})
+    assert refused.status_code == 403
+    assert refused.mimetype == "application/problem+json"
+    assert refused.get_json()["code"] == "csrf_failed"
+    assert any(getattr(r, "security_event", None) == "csrf_failed" for r in caplog.records)
+    forged = browser.post(f"{prefix}/notes/", json={"text": "forged"},
+                          headers={"X-CSRF-Token": "forged"})
+    assert forged.status_code == 403
+
+    created = browser.post(f"{prefix}/notes/", json={"text": "mine"},
+                           headers={"X-CSRF-Token": csrf(browser)})
+    assert created.status_code == 201, created.get_data(as_text=True)
+    listed = browser.get(f"{prefix}/notes/").get_json()
+    assert [n["text"] for n in listed["items"]] == ["mine"]
+
+
+def test_bearer_tokens_work_under_the_api_prefix_only(api_at: tuple[Project, str],
+                                                      provider: FakeProvider) -> None:
+    project, prefix = api_at
+    browser = project.app.test_client()
+    Flow(browser, provider).sign_in()
+    token = create_on_page(browser)
+    page = browser.get("/auth/tokens").get_data(as_text=True)
+    assert f"to the API under <code>{prefix}</code>" in page
+
+    script = project.app.test_client()
+    created = script.post(f"{prefix}/notes/", json={"text": "from a script"},
+                          headers=bearer(token))  # no CSRF token: no ambient credential
+    assert created.status_code == 201, created.get_data(as_text=True)
+    assert "Set-Cookie" not in created.headers
+    listed = script.get(f"{prefix}/notes/", headers=bearer(token))
+    assert [n["text"] for n in listed.get_json()["items"]] == ["from a script"]
+
+    outside = ["/private", "/auth/tokens"] + (["/api/things"] if prefix != "/api" else [])
+    for url in outside:
+        answer = script.get(url, headers=bearer(token))
+        assert answer.status_code == 401, url
+        problem = answer.get_json()
+        assert problem["code"] == "token_outside_api"
+        assert problem["title"] == f"API tokens work under {prefix} only"
+        assert f"accepted under '{prefix}' only" in problem["detail"]
+        assert "Set-Cookie" not in answer.headers
+
+
+def test_without_an_api_tokens_are_refused_everywhere(tmp_path: Path, provider: FakeProvider,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """An app serving no API has no API paths: a bearer token is accepted nowhere."""
+    package = unique_package()
+    path = write_project(tmp_path, auth_cfg(provider, package,
+                                            f"sqlite:///{tmp_path / 'db.sqlite'}"),
+                         auth_files(package, VIEWS_WITHOUT_API))
+    prepend_path(monkeypatch, str(tmp_path))
+    project = Project(path)
+    project.metadata.create_all(project.engine)
+    try:
+        browser = project.app.test_client()
+        Flow(browser, provider).sign_in()
+        token = create_on_page(browser)
+        assert "This application serves no API" in browser.get("/auth/tokens").get_data(
+            as_text=True)
+        script = project.app.test_client()
+        for url in ("/api/things", "/private"):
+            answer = script.get(url, headers=bearer(token))
+            assert answer.status_code == 401, url
+            problem = answer.get_json()
+            assert problem["code"] == "token_outside_api"
+            assert problem["title"] == "API tokens are not accepted here"
+            assert "serves no API" in problem["detail"]
+    finally:
+        project.close()
 
 
 # -- flasker auth ... -------------------------------------------------------------------------
@@ -316,7 +431,7 @@ def test_auth_commands_as_a_subprocess(cfg_path: Path, provider: FakeProvider) -
     try:
         Flow(project.app.test_client(), provider).sign_in()
     finally:
-        project.engine.dispose()
+        project.close()
     made = flasker("auth", "token", "create", "alice@corp.com", "--name", "cron")
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip()
@@ -329,12 +444,12 @@ def test_auth_commands_as_a_subprocess(cfg_path: Path, provider: FakeProvider) -
     assert "revoked" in flasker("auth", "token", "list").stdout
     engine = sa.create_engine(f"sqlite:///{folder / 'db.sqlite'}")
     with engine.connect() as connection:
-        assert connection.scalar(sa.select(AuthUser.email)) == "alice@corp.com"
+        assert connection.scalar(sa.text("SELECT email FROM auth_users")) == "alice@corp.com"
     engine.dispose()
 
 
 def test_bearer_requests_stay_cookieless_when_the_app_replaces_its_sessions(
-        tmp_path: Path, provider: FakeProvider) -> None:
+        tmp_path: Path, provider: FakeProvider, monkeypatch: pytest.MonkeyPatch) -> None:
     """``after_startup`` wraps the session interface a module installed after registering."""
     package = unique_package()
     views = auth_files(package)[f"{package}/views.py"] + (
@@ -343,8 +458,9 @@ def test_bearer_requests_stay_cookieless_when_the_app_replaces_its_sessions(
     path = write_project(tmp_path, auth_cfg(provider, package,
                                             f"sqlite:///{tmp_path / 'db.sqlite'}"),
                          {**auth_files(package), f"{package}/views.py": views})
+    prepend_path(monkeypatch, str(tmp_path))
     project = Project(path)
-    Model.metadata.create_all(project.engine)
+    project.metadata.create_all(project.engine)
     try:
         client = project.app.test_client()
         Flow(client, provider).sign_in()
@@ -353,4 +469,4 @@ def test_bearer_requests_stay_cookieless_when_the_app_replaces_its_sessions(
         assert answer.status_code == 200
         assert "Set-Cookie" not in answer.headers
     finally:
-        project.engine.dispose()
+        project.close()

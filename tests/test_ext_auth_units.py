@@ -4,25 +4,24 @@ and the reference application's pattern of enabling sign-in from the environment
 from __future__ import annotations
 
 import functools
+import importlib.util
 import threading
 import time
 import typing as t
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from flasker import Project
+from flasker.ext.auth import auth_models, declare_models
 from flasker.ext.auth.allowlist import AllowList, normalise_email
-from flasker.ext.auth.models import AuthLoginState
 from flasker.ext.auth.oidc import GOOGLE_ISSUERS, StateStore, verify_claims
 from flasker.ext.auth.redirects import safe_next
 from flasker.ext.auth.refusals import Refusal
-from flasker.util import Model
 
-from .conftest import unique_package, write_project
+from .auth_cases import BYPASSES
+from .conftest import ROOT, prepend_path, unique_package, write_project
 from .oidc_provider import FakeProvider, Flow, auth_files
-from .test_ext_auth import BYPASSES
 
 # -- next -------------------------------------------------------------------------------------
 
@@ -150,32 +149,32 @@ def race(work: t.Callable[[], t.Any], threads: int) -> list[t.Any]:
     return results
 
 
-def test_a_pending_sign_in_is_consumed_once_even_under_a_race(db_url: str) -> None:
-    engine = sa.create_engine(db_url)
-    Model.metadata.create_all(engine, tables=[AuthLoginState.__table__])  # type: ignore[list-item]
-    store = StateStore(engine)
-    try:
-        for round_ in range(5):
-            key = f"k{round_}"
-            store.set(key, '{"data": {}}', 60)
-            results = race(functools.partial(store.get, key), 4)
-            assert results.count('{"data": {}}') == 1 and results.count(None) == 3
-        store.set("old", "{}", 1)
-        time.sleep(1.1)
-        assert store.get("old") is None  # expired
-    finally:
-        engine.dispose()
+def test_a_pending_sign_in_is_consumed_once_even_under_a_race(
+        db_url: str, make_project: t.Callable[..., Project]) -> None:
+    project = make_project(overrides={"PROJECT": {"DB_URL": db_url}})
+    table = declare_models(project).AuthLoginState.__table__
+    table.create(project.engine)
+    store = StateStore(project.engine, table)
+    for round_ in range(5):
+        key = f"k{round_}"
+        store.set(key, '{"data": {}}', 60)
+        results = race(functools.partial(store.get, key), 4)
+        assert results.count('{"data": {}}') == 1 and results.count(None) == 3
+    store.set("old", "{}", 1)
+    time.sleep(1.1)
+    assert store.get("old") is None  # expired
 
 
 # -- the reference application's pattern --------------------------------------------------------
 
 REFERENCE_VIEWS = '''
 from flasker import current_project
-from flasker.ext.auth import GoogleAuthManager
+from flasker.ext.auth import GoogleAuthManager, declare_models
 
 app = current_project.app
+declare_models()  # the tables stay in the project (and its migrations) with sign-in off
 if current_project.config.get("AUTH", "CLIENT_ID"):
-    current_project.register_manager(GoogleAuthManager(), config_section="AUTH")
+    current_project.register_manager(GoogleAuthManager())
 
 
 @app.route("/")
@@ -184,11 +183,11 @@ def index():
 '''
 
 
-def test_sign_in_is_enabled_by_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                               ) -> None:
-    server = FakeProvider().start()
+def reference_project(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The reference pattern's project in ``folder``, with modules of its own."""
     package = unique_package()
-    path = write_project(tmp_path, f"""
+    prepend_path(monkeypatch, str(folder))
+    return write_project(folder, f"""
         [PROJECT]
         NAME = Reference
         MODULES = {package}.views
@@ -196,22 +195,52 @@ def test_sign_in_is_enabled_by_the_environment(tmp_path: Path, monkeypatch: pyte
         TESTING = true
         SECRET_KEY = test-secret-key-0123456789abcdef
         """, {**auth_files(package), f"{package}/views.py": REFERENCE_VIEWS})
+
+
+def test_sign_in_is_enabled_by_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                               ) -> None:
+    server = FakeProvider().start()
     try:
-        off = Project(path)
+        off = Project(reference_project(tmp_path / "off", monkeypatch))
         assert off.app.test_client().get("/").get_data(as_text=True) == "home"
         assert "flasker_auth" not in off.app.extensions
-        off.engine.dispose()
+        assert "auth_users" in off.metadata.tables
+        off.close()
 
         monkeypatch.setenv("FLASKER__AUTH__CLIENT_ID", server.client_id)
         monkeypatch.setenv("FLASKER__AUTH__CLIENT_SECRET", server.client_secret)
         monkeypatch.setenv("FLASKER__AUTH__AUTHORIZED_EMAILS", "alice@corp.com")
         monkeypatch.setenv("FLASKER__AUTH__METADATA_URL", server.metadata_url)
-        on = Project(path)
-        Model.metadata.create_all(on.engine)
+        on = Project(reference_project(tmp_path / "on", monkeypatch))
+        # The manager uses the classes the module declared first.
+        assert on.app.extensions["flasker_auth"].models is auth_models(on.app)
+        on.metadata.create_all(on.engine)
         client = on.app.test_client()
         assert client.get("/").status_code == 302
         assert Flow(client, server).sign_in(next_url="/").headers["Location"] == "/"
         assert client.get("/").get_data(as_text=True) == "home"
-        on.engine.dispose()
+        on.close()
     finally:
         server.stop()
+
+
+def test_the_reference_migration_matches_the_auth_models(
+        make_project: t.Callable[..., Project]) -> None:
+    """Applications' migrations keep working: tables, columns and constraints unchanged."""
+    from alembic.autogenerate import compare_metadata  # heavy optional dependency
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+
+    path = ROOT / "reference" / "migrations" / "versions" / "9c6b3641ef1b_auth_tables.py"
+    spec = importlib.util.spec_from_file_location("auth_tables_migration", path)
+    assert spec is not None and spec.loader is not None
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+
+    project = make_project()
+    declare_models(project)
+    with project.engine.begin() as connection:
+        context = MigrationContext.configure(connection)
+        with Operations.context(context):
+            migration.upgrade()
+        assert compare_metadata(context, project.metadata) == []

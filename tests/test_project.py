@@ -12,7 +12,7 @@ from flask import Flask
 
 from flasker import ConfigError, Project, current_project, has_project
 
-from .conftest import SECRET, unique_package, write_project
+from .conftest import prepend_path, unique_package, write_project
 
 VIEWS = """
 from flasker import current_project
@@ -42,60 +42,106 @@ def json_of(response: t.Any) -> dict[str, t.Any]:
     return body
 
 
-def make(tmp_path: Path, name: str = "Alpha", **overrides: t.Any) -> Project:
-    package = unique_package()
-    path = write_project(
-        tmp_path / package,
-        f"[PROJECT]\nNAME = {name}\nMODULES = {package}.views\n",
-        {f"{package}/__init__.py": "", f"{package}/views.py": VIEWS},
-    )
-    return Project(path, overrides={"APP": {"TESTING": True, "SECRET_KEY": SECRET}, **overrides})
+@pytest.fixture
+def make(make_project: t.Callable[..., Project], tmp_path: Path) -> t.Callable[..., Project]:
+    """A started project whose module serves 'VIEWS', in a folder and package of its own."""
+
+    def make(name: str = "Alpha") -> Project:
+        package = unique_package()
+        return make_project(
+            f"[PROJECT]\nNAME = {name}\nMODULES = {package}.views\n",
+            {f"{package}/__init__.py": "", f"{package}/views.py": VIEWS},
+            folder=tmp_path / package,
+        )
+
+    return make
 
 
-def test_the_documented_pattern_works_inside_modules(tmp_path: Path) -> None:
-    project = make(tmp_path)
+def test_the_documented_pattern_works_inside_modules(make: t.Callable[..., Project]) -> None:
+    project = make()
     response = project.app.test_client().get("/")
     assert response.status_code == 200
     assert response.get_json() == {"project": "Alpha", "rows": 1}
     assert any(name.endswith(".views.task") for name in project.celery.tasks)
 
 
-def test_parts_are_the_raw_objects(tmp_path: Path) -> None:
-    project = make(tmp_path)
+def test_parts_are_the_raw_objects(make: t.Callable[..., Project]) -> None:
+    project = make()
     assert isinstance(project.app, Flask)
     assert isinstance(project.engine, sa.Engine)
     assert project.app.extensions["flasker"] is project
     assert project.app.extensions["celery"] is project.celery
     assert project.db().get_bind() is project.engine
+    assert project.metadata is project.registry.metadata
 
 
-def test_several_projects_live_side_by_side(tmp_path: Path) -> None:
-    first = make(tmp_path / "a", name="First")
-    second = make(tmp_path / "b", name="Second")
+def test_several_projects_live_side_by_side(make: t.Callable[..., Project]) -> None:
+    first = make(name="First")
+    second = make(name="Second")
     assert first.app.test_client().get("/").get_json()["project"] == "First"
     assert second.app.test_client().get("/").get_json()["project"] == "Second"
     assert first.engine.url != second.engine.url
 
 
-def test_the_same_folder_can_be_loaded_twice(tmp_path: Path) -> None:
-    package = unique_package()
-    files = {
-        f"{package}/__init__.py": "",
-        f"{package}/models.py": """
-            from sqlalchemy import Column, Integer
-            from flasker.util import Model
+HOUSE = """
+    from sqlalchemy.orm import Mapped, mapped_column
+    from flasker import Model, current_project
 
-            class Twice(Model):
-                id = Column(Integer, primary_key=True)
-        """,
-    }
-    path = write_project(tmp_path, f"[PROJECT]\nNAME = T\nMODULES = {package}.models\n", files)
-    overrides = {"APP": {"TESTING": True}}
-    first = Project(path, overrides=overrides)
-    second = Project(path, overrides=overrides)
-    assert "Twice" in first.models() and "Twice" in second.models()
-    second.close()
-    assert "Twice" not in first.models()  # one registry: closing releases the models
+    class House(Model):
+        id: Mapped[int] = mapped_column(primary_key=True)
+        {column}: Mapped[str]
+
+    @current_project.app.post("/houses")
+    def add_house():
+        current_project.db.add(House({column}="x"))
+        current_project.db.commit()
+        return {{"count": current_project.db.query(House).count()}}
+"""
+
+
+def test_two_projects_each_have_their_own_house(
+        make_project: t.Callable[..., Project], tmp_path: Path) -> None:
+    """Each project maps its models in its own registry: the same table name, other columns."""
+    projects = []
+    for column in ("address", "colour"):
+        package = unique_package()
+        project = make_project(
+            f"[PROJECT]\nNAME = {column}\nMODULES = {package}.models\n",
+            {f"{package}/__init__.py": "", f"{package}/models.py": HOUSE.format(column=column)},
+            folder=tmp_path / column,
+        )
+        project.metadata.create_all(project.engine)
+        projects.append(project)
+    first, second = projects
+    assert first.models()["House"] is not second.models()["House"]
+    assert list(first.metadata.tables["houses"].c.keys()) == ["id", "address"]
+    assert list(second.metadata.tables["houses"].c.keys()) == ["id", "colour"]
+    for project in (first, second, first):
+        assert project.app.test_client().post("/houses").status_code == 200
+    assert first.app.test_client().post("/houses").get_json() == {"count": 3}
+    assert second.app.test_client().post("/houses").get_json() == {"count": 2}
+
+
+def test_a_model_outside_a_project_says_where_to_declare_it() -> None:
+    from sqlalchemy.orm import Mapped, mapped_column
+
+    from flasker import Model
+
+    with pytest.raises(RuntimeError, match=r"'Stray' is declared outside a flasker project"):
+        class Stray(Model):
+            id: Mapped[int] = mapped_column(primary_key=True)
+
+
+def test_the_same_modules_cannot_serve_a_second_project(
+        make_project: t.Callable[..., Project], tmp_path: Path) -> None:
+    """A module runs once per process: a second project on it is refused, not left empty."""
+    package = unique_package()
+    files = {f"{package}/__init__.py": "", f"{package}/models.py": HOUSE.format(column="a")}
+    cfg = f"[PROJECT]\nNAME = T\nMODULES = {package}.models\n"
+    first = make_project(cfg, files)
+    assert "House" in first.models()
+    with pytest.raises(ConfigError, match=rf"'{package}.models', which this process has imported"):
+        make_project(cfg, files)
 
 
 def test_importing_flasker_has_no_side_effects() -> None:
@@ -103,12 +149,29 @@ def test_importing_flasker_has_no_side_effects() -> None:
     import sys
 
     code = (
-        "import sys, flasker; "
-        "assert 'flask' not in sys.modules and 'celery' not in sys.modules, sorted(sys.modules); "
+        "import logging, sys; path = list(sys.path); import flasker; "
+        "assert 'celery' not in sys.modules, 'Celery is imported on first use only'; "
+        "assert sys.path == path and not logging.getLogger().handlers; "
         "print(flasker.__version__)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0.1.0"
+
+
+def test_creating_a_project_does_not_import_celery(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = write_project(tmp_path, "[PROJECT]\nNAME = light\n")
+    code = (
+        "import sys; from flasker import Project; "
+        f"project = Project({str(path)!r}, overrides={{'APP': {{'TESTING': True}}}}); "
+        "assert 'celery' not in sys.modules, 'creating a project imported Celery'; "
+        "project.celery; assert 'celery' in sys.modules; print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
 
 
 def test_current_project_outside_a_project_says_what_to_do() -> None:
@@ -117,8 +180,8 @@ def test_current_project_outside_a_project_says_what_to_do() -> None:
         current_project.name  # noqa: B018 (the access itself raises)
 
 
-def test_current_project_inside_the_app_context(tmp_path: Path) -> None:
-    project = make(tmp_path)
+def test_current_project_inside_the_app_context(make: t.Callable[..., Project]) -> None:
+    project = make()
     with project.app.app_context():
         assert has_project()
         assert current_project.name == "Alpha"
@@ -130,7 +193,9 @@ def test_missing_module_is_a_config_error(tmp_path: Path) -> None:
         Project(path, overrides={"APP": {"TESTING": True}})
 
 
-def test_an_error_inside_a_module_is_not_hidden(tmp_path: Path) -> None:
+def test_an_error_inside_a_module_is_not_hidden(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    prepend_path(monkeypatch, str(tmp_path))
     package = unique_package()
     path = write_project(
         tmp_path, f"[PROJECT]\nNAME = x\nMODULES = {package}.broken\n",
@@ -232,7 +297,6 @@ def test_register_manager_gives_its_section_precedence(tmp_path: Path) -> None:
     project.register_manager(manager, config_section="recorder")
     assert project.app.extensions["recorder"] == {"greeting": "section"}
     assert manager.calls == ["init_app", "after_startup:True"]  # started: before has passed
-    assert project.managers == [manager]
 
 
 def test_a_manager_registered_before_start_up_gets_both_hooks(tmp_path: Path) -> None:
@@ -313,37 +377,23 @@ def test_an_unwritable_state_folder_is_a_config_error(tmp_path: Path) -> None:
     assert "STATE_FOLDER" in message
 
 
-def test_a_module_that_fails_half_way_leaves_no_broken_model(tmp_path: Path) -> None:
-    """Its table clashes with another project's: the error is clear, and later projects work."""
-    first, second = unique_package(), unique_package()
-    model = """
-        from sqlalchemy import Column, Integer
-        from flasker.util import Model
+def test_creating_a_project_configures_no_logging_and_no_import_path(tmp_path: Path) -> None:
+    import logging
+    import sys
 
-        class Clash(Model):
-            id = Column(Integer, primary_key=True)
-    """
-    keep = write_project(tmp_path / "keep", f"[PROJECT]\nNAME = k\nMODULES = {first}.models\n",
-                         {f"{first}/__init__.py": "", f"{first}/models.py": model})
-    clash = write_project(tmp_path / "clash", f"[PROJECT]\nNAME = c\nMODULES = {second}.models\n",
-                          {f"{second}/__init__.py": "", f"{second}/models.py": model})
-    overrides = {"APP": {"TESTING": True}}
-    kept = Project(keep, overrides=overrides)
-    try:
-        with pytest.raises(sa.exc.InvalidRequestError, match="'clashes' is already defined"):
-            Project(clash, overrides=overrides)
-        models = kept.models()  # raises if a half-mapped class were left in the registry
-        assert models["Clash"].__module__ == f"{first}.models"
-    finally:
-        kept.close()
+    path = write_project(tmp_path, "[PROJECT]\nNAME = quiet\nLOG_FORMAT = json\n")
+    handlers, sys_path = list(logging.getLogger().handlers), list(sys.path)
+    Project(path, overrides={"APP": {"TESTING": True}})
+    assert logging.getLogger().handlers == handlers
+    assert sys.path == sys_path
 
 
-def test_a_failing_after_startup_hook_releases_the_models(tmp_path: Path) -> None:
+def test_a_project_that_fails_to_start_releases_its_models(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     package = unique_package()
     model = """
         from sqlalchemy import Column, Integer
-        from flasker import current_project
-        from flasker.util import Model
+        from flasker import Model, current_project
 
         class Hooked(Model):
             id = Column(Integer, primary_key=True)
@@ -355,6 +405,9 @@ def test_a_failing_after_startup_hook_releases_the_models(tmp_path: Path) -> Non
     """
     path = write_project(tmp_path, f"[PROJECT]\nNAME = h\nMODULES = {package}.models\n",
                          {f"{package}/__init__.py": "", f"{package}/models.py": model})
-    for _ in range(2):  # the second attempt would find 'hookeds' defined if it were kept
-        with pytest.raises(RuntimeError, match="the extension refused the models"):
-            Project(path, overrides={"APP": {"TESTING": True}})
+    prepend_path(monkeypatch, str(tmp_path))
+    project = Project(path, overrides={"APP": {"TESTING": True}}, load_modules=False)
+    with pytest.raises(RuntimeError, match="the extension refused the models"):
+        project.start()
+    assert project.models() == {}
+    assert not project.started

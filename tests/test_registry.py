@@ -14,8 +14,8 @@ import uuid
 import pytest
 import requests
 
-from .conftest import SECRET, unavailable
-from .test_stack import ROOT, TEST_TAG, _built, build_image, run, stack_environ, stack_test
+from .conftest import ROOT, SECRET, unavailable
+from .conftest_stack import TEST_TAG, build_image, built_images, run, stack_environ, stack_test
 
 REGISTRY = "127.0.0.1:5000"
 REGISTRY_SCRIPT = ROOT.parent / "shared" / "containers" / "registry"
@@ -90,6 +90,6 @@ def test_make_push_then_pull_by_digest_and_run(registry: str) -> None:
                     run(["docker", "tag", by_digest, other])
             run(["docker", "rmi", "--no-prune", by_digest], check=False)
         if image_id(session_image) is None:
-            _built.clear()  # another build for the tests that follow
+            built_images.clear()  # another build for the tests that follow
         digest = by_digest.rpartition("@")[2]
         requests.delete(f"http://{registry}/v2/{name}/manifests/{digest}", timeout=10)

@@ -24,173 +24,29 @@ from pathlib import Path
 import pytest
 import requests
 
-from .conftest import SECRET, free_port, unavailable, unique_package, wait_for, write_project
+from .conftest import ROOT, SECRET, free_port, unavailable, unique_package, wait_for, write_project
+from .conftest_stack import (
+    Stack,
+    build_image,
+    example_variables,
+    make_env_file,
+    run,
+    stack_environ,
+    stack_test,
+)
 
 if t.TYPE_CHECKING:
     from .conftest import Process
 
-ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-TEST_IMAGE = "flasker-test"
-TEST_TAG = "dev"
 APP_SERVICES = ("web", "worker", "beat", "flower")
 SERVICES = (*APP_SERVICES, "postgres", "redis")
 NODE_PREFIX = "houses-and-cats@"
 QUEUE = "houses-and-cats"
-UP_TIMEOUT = 300
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
-# Long enough for a cold build of the image and a stack's start on CI's two cores.
-stack_test = pytest.mark.timeout(1800)
 
 
-# -- running things ----------------------------------------------------------------------------
-
-
-def run(args: t.Sequence[str | os.PathLike[str]], *, env: t.Mapping[str, str] | None = None,
-        timeout: float = 120, input: str | None = None, check: bool = True,
-        cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    """Run a command; on failure, an assertion that shows its output."""
-    result = subprocess.run([str(a) for a in args], cwd=cwd, env=env, input=input, text=True,
-                            capture_output=True, timeout=timeout, check=False)
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(map(str, args))} exited {result.returncode}\n"
-            f"--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}"
-        )
-    return result
-
-
-def example_variables() -> dict[str, str]:
-    """The variables .env.example sets (commented ones excluded)."""
-    return parse_env((ROOT / ".env.example").read_text())
-
-
-def parse_env(text: str) -> dict[str, str]:
-    values = {}
-    for line in text.splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            key, _, value = line.partition("=")
-            values[key.strip()] = value
-    return values
-
-
-def stack_environ(**extra: str) -> dict[str, str]:
-    """The environment of docker and make: the developer's own stack settings left out.
-
-    The shell wins over an env file in compose, so a FLASKER__* or WEB_PORT exported in
-    the developer's shell would otherwise change the stack under test.
-    """
-    drop = set(example_variables()) | {"FLASKER_CONFIG"}
-    env = {k: v for k, v in os.environ.items()
-           if k not in drop and not k.startswith("FLASKER__")}
-    env.update(extra)
-    return env
-
-
-def docker_ready() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    try:
-        return run(["docker", "info"], timeout=30, check=False).returncode == 0
-    except subprocess.TimeoutExpired:
-        return False
-
-
-def require_docker() -> None:
-    if not docker_ready():
-        unavailable("no Docker engine answers 'docker info' (CI runs these tests with one)")
-
-
-_built: dict[str, str] = {}
-
-
-def build_image() -> str:
-    """Build the stack's image with 'make build', once per test session; return its name."""
-    require_docker()
-    if "image" not in _built:
-        run(["make", "-s", "build"], timeout=1500,
-            env=stack_environ(FLASKER_IMAGE=TEST_IMAGE, FLASKER_TAG=TEST_TAG))
-        _built["image"] = f"{TEST_IMAGE}:{TEST_TAG}"
-    return _built["image"]
-
-
-def make_env_file(path: Path) -> dict[str, str]:
-    """Write an env file as 'make up' does (fresh secrets), and return its values."""
-    run(["make", "-s", str(path), f"ENV_FILE={path}"], env=stack_environ())
-    return parse_env(path.read_text())
-
-
-class Stack:
-    """One compose project of the stack, under its own name, with its own env file."""
-
-    def __init__(self, folder: Path) -> None:
-        self.name = f"flasker-test-{uuid.uuid4().hex[:8]}"
-        self.env_file = folder / "stack.env"
-        values = make_env_file(self.env_file)
-        # Ports chosen by Docker, so that the test never collides with a running stack.
-        values.update(FLASKER_IMAGE=TEST_IMAGE, FLASKER_TAG=TEST_TAG, BIND_ADDRESS="127.0.0.1",
-                      WEB_PORT="0", FLOWER_PORT="0", RESTART_POLICY="no")
-        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-        self.values = values
-
-    def compose(self, *args: str, timeout: float = 120, input: str | None = None,
-                check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run(["docker", "compose", "--project-name", self.name, "--project-directory",
-                    ROOT, "--file", ROOT / "compose.yaml", "--env-file", self.env_file, *args],
-                   env=stack_environ(), timeout=timeout, input=input, check=check)
-
-    def up(self) -> None:
-        result = self.compose("up", "--detach", "--no-build", "--wait", "--wait-timeout",
-                              str(UP_TIMEOUT), timeout=UP_TIMEOUT + 120, check=False)
-        if result.returncode != 0:
-            report = self.report()
-            self.down()
-            raise AssertionError(f"'docker compose up --wait' failed:\n{result.stderr[-3000:]}"
-                                 f"\n{report}")
-
-    def report(self) -> str:
-        """The state and recent logs of every container, for a failure message."""
-        ps = self.compose("ps", "--all", check=False).stdout
-        logs = self.compose("logs", "--no-color", "--tail", "40", check=False).stdout
-        return f"--- ps\n{ps}\n--- logs\n{logs[-8000:]}"
-
-    def down(self) -> None:
-        self.compose("down", "--volumes", "--remove-orphans", "--timeout", "40", timeout=180,
-                     check=False)
-
-    def url(self, service: str, port: int) -> str:
-        address = self.compose("port", service, str(port)).stdout.strip()
-        return f"http://{address}"
-
-    def containers(self) -> list[dict[str, t.Any]]:
-        out = self.compose("ps", "--all", "--format", "json").stdout
-        # One JSON object per line (compose 2.21+), or one array (older releases).
-        text = out.strip()
-        if text.startswith("["):
-            return t.cast(list[dict[str, t.Any]], json.loads(text))
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-    def shell(self, script: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run ``script`` with 'flasker shell' in the web container, from standard input."""
-        return self.compose("exec", "-T", "web", "flasker", "shell", input=script, timeout=90,
-                            check=check)
-
-    def leftovers(self) -> dict[str, list[str]]:
-        """Containers, networks and volumes Docker still holds for this project."""
-        label = f"label=com.docker.compose.project={self.name}"
-        found = {}
-        for kind, cmd in (("containers", ["docker", "ps", "--all", "--quiet"]),
-                          ("networks", ["docker", "network", "ls", "--quiet"]),
-                          ("volumes", ["docker", "volume", "ls", "--quiet"])):
-            found[kind] = run([*cmd, "--filter", label]).stdout.split()
-        return found
-
-
-def start_stack(folder: Path) -> Stack:
-    build_image()
-    stack = Stack(folder)
-    stack.up()
-    return stack
+# -- reading the reference app's pages ---------------------------------------------------------
 
 
 def csrf_token(html: str) -> str:
@@ -251,13 +107,13 @@ def test_compose_config_accepts_the_example_env() -> None:
         assert services[name]["healthcheck"]["test"], name
     # Every setting of the app comes as a FLASKER__ variable.
     app_env = services["worker"]["environment"]
-    assert app_env["FLASKER__CELERY__BROKER_URL"] == "redis://redis:6379/0"
+    assert app_env["FLASKER__CELERY__BROKER_URL"] == "redis://:change-me@redis:6379/0"
     assert app_env["FLASKER__PROJECT__DB_URL"].startswith("postgresql+psycopg://flasker:")
 
 
 @pytest.mark.docker
 @pytest.mark.parametrize("missing", ["FLASKER__APP__SECRET_KEY", "POSTGRES_PASSWORD",
-                                     "FLOWER_USER", "FLOWER_PASSWORD"])
+                                     "REDIS_PASSWORD", "FLOWER_USER", "FLOWER_PASSWORD"])
 def test_compose_refuses_a_missing_required_variable(tmp_path: Path, missing: str) -> None:
     if shutil.which("docker") is None:
         unavailable("the docker CLI is not installed")
@@ -278,7 +134,7 @@ def test_make_writes_env_with_fresh_secrets(tmp_path: Path) -> None:
     example = example_variables()
     secrets = [k for k, v in example.items() if v == "change-me"]
     assert sorted(secrets) == ["FLASKER__APP__SECRET_KEY", "FLOWER_PASSWORD",
-                               "POSTGRES_PASSWORD"]
+                               "POSTGRES_PASSWORD", "REDIS_PASSWORD"]
     for key in secrets:
         assert re.fullmatch(r"[0-9a-f]{48}", first[key]), (key, first[key])
         assert first[key] != second[key]
@@ -393,7 +249,7 @@ def test_gunicorn_settings_trust_the_proxy_only_when_told(
         # The access log goes to the container's output, with the request and its status.
         assert '"GET /whoami HTTP/1.1" 200' in output
         assert "Booting worker with pid" in output and output.count("Booting worker") == 1
-        assert "Using worker: gthread" in output
+        assert "Using worker: ThreadWorker" in output  # gthread's, subclassed in the settings
 
 
 @pytest.mark.parametrize(("name", "value"), [("WEB_CONCURRENCY", "many"),
@@ -572,11 +428,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from flasker import migrate
-from flasker.util import Model
 
 migrate.upgrade(project)
 with project.engine.connect() as connection:
-    diff = compare_metadata(MigrationContext.configure(connection), Model.metadata)
+    diff = compare_metadata(MigrationContext.configure(connection), project.metadata)
 migrate.downgrade(project, "base")
 print(json.dumps({"diff": [repr(d) for d in diff], "models": sorted(project.models()),
                   "after_downgrade": sa.inspect(project.engine).get_table_names()}))
@@ -586,8 +441,7 @@ print(json.dumps({"diff": [repr(d) for d in diff], "models": sorted(project.mode
 def test_reference_migrations_match_the_models(clean_pg: str, tmp_path: Path) -> None:
     """'flasker db upgrade' builds exactly the schema the models describe, and goes back.
 
-    In a process of its own ('flasker shell'), whose model registry holds the reference
-    app's models alone.
+    In a process of its own ('flasker shell'), as the stack's 'migrate' service runs.
     """
     flasker = Path(sys.executable).parent / "flasker"
     result = subprocess.run(
@@ -605,13 +459,6 @@ def test_reference_migrations_match_the_models(clean_pg: str, tmp_path: Path) ->
 
 
 # -- the stack ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Stack]:
-    running = start_stack(tmp_path_factory.mktemp("stack"))
-    yield running
-    running.down()
 
 
 @pytest.fixture(scope="module")
@@ -695,6 +542,15 @@ def test_houses_and_cats_through_the_web(stack: Stack, web: str) -> None:
                        data={"name": "Tom", "csrf_token": csrf_token(house_page.text)},
                        timeout=10)
     assert "Tom moved into" in cat.text and "<span>Tom</span>" in cat.text
+    # The same rows through the reference app's JSON API.
+    house_id = int(house_url.group(1).rsplit("/", 1)[1])
+    listed = requests.get(f"{web}/api/houses/{house_id}", params={"depth": 1}, timeout=10)
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["name"] == name
+    assert [c["name"] for c in listed.json()["cats"]] == ["Tom"]
+    api_house = requests.post(f"{web}/api/houses/", json={"name": f"API {name}"}, timeout=10)
+    assert api_house.status_code == 201, api_house.text
+    assert requests.delete(api_house.headers["Location"], timeout=10).status_code == 204
 
     # Bad input gets a clear error and loses nothing.
     houses_before, cats_before = count_rows(stack)

@@ -1,45 +1,33 @@
 """A real browser (Debian's chromium, driven by Playwright) on the reference app of the stack.
 
-The stack is its own (test_stack.py ends by stopping and removing its stack); the image
-is the one built once for the session. Each page is saved as a screenshot under
-test-output/stack_browser/.
+The stack is its own (the module-scoped ``stack`` fixture of conftest_stack.py starts one
+per test module); the image is the one built once for the session. Each page is saved as a
+screenshot under test-output/stack_browser/.
 """
 
 from __future__ import annotations
 
 import typing as t
 import uuid
-from pathlib import Path
 
 import pytest
 
-from .conftest import unavailable
-from .test_stack import ROOT, Stack, stack_test, start_stack
+from .conftest import CHROMIUM_ARGS, ROOT, require_chromium
+from .conftest_stack import Stack, stack_test
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 OUTPUT = ROOT / "test-output" / "stack_browser"
 
 if t.TYPE_CHECKING:
     from playwright.sync_api import Page
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[Stack]:
-    running = start_stack(tmp_path_factory.mktemp("browser-stack"))
-    yield running
-    running.down()
-
-
 @pytest.fixture
 def page() -> t.Iterator[Page]:
-    if not CHROMIUM.exists():
-        unavailable("Debian's chromium is not installed: apt-get install -y chromium")
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=require_chromium(), args=CHROMIUM_ARGS)
         try:
             context = browser.new_context(viewport={"width": 1200, "height": 800})
             yield context.new_page()

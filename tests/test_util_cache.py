@@ -1,23 +1,27 @@
-"""``cached_property`` and ``Cacheable``: in memory, in the row, and in Redis."""
+"""``stored_property`` and ``Cacheable``: in memory, in the row, and in Redis."""
 
 from __future__ import annotations
 
 import datetime as dt
+import importlib
+import json
 import time
 import typing as t
 import uuid
 from pathlib import Path
 
 import pytest
+import redis
 import sqlalchemy as sa
 
 from flasker import ConfigError, Project
-from flasker.util import Cacheable, cached_property
-from flasker.util.cache import CachedProperty
+from flasker.caching import init_cache
+from flasker.util import Cacheable, stored_property
+from flasker.util.cache import StoredProperty
 
 from .conftest import unique_package
 
-# -- cached_property on plain objects ----------------------------------------------------------
+# -- stored_property on plain objects ----------------------------------------------------------
 
 
 class Counter:
@@ -25,18 +29,18 @@ class Counter:
         self.result = result
         self.calls = 0
 
-    @cached_property
+    @stored_property
     def value(self) -> t.Any:
         """The result, counted."""
         self.calls += 1
         return self.result
 
-    @cached_property(expiration=0.3)
+    @stored_property(expiration=0.3)
     def fresh(self) -> int:
         self.calls += 1
         return self.calls
 
-    @cached_property(expiration=dt.timedelta(hours=1))
+    @stored_property(expiration=dt.timedelta(hours=1))
     def hourly(self) -> int:
         self.calls += 1
         return self.calls
@@ -46,12 +50,12 @@ def test_computed_once_per_instance() -> None:
     a, b = Counter(1), Counter(2)
     assert (a.value, a.value, b.value, b.value) == (1, 1, 2, 2)
     assert (a.calls, b.calls) == (1, 1)
-    assert isinstance(Counter.value, CachedProperty)
+    assert isinstance(Counter.value, StoredProperty)
     assert Counter.value.__doc__ == "The result, counted."
 
 
 @pytest.mark.parametrize("falsy", [None, 0, 0.0, "", False, [], {}])
-def test_falsy_values_are_cached(falsy: t.Any) -> None:
+def test_falsy_values_are_stored(falsy: t.Any) -> None:
     counter = Counter(falsy)
     assert counter.value == falsy
     assert counter.value == falsy
@@ -93,7 +97,7 @@ def test_set_and_delete() -> None:
 def test_bad_expiration_is_refused(expiration: t.Any, error: type[Exception],
                                    message: str) -> None:
     with pytest.raises(error, match=message):
-        cached_property(expiration=expiration)(lambda self: 1)
+        stored_property(expiration=expiration)(lambda self: 1)
 
 
 # -- Cacheable models --------------------------------------------------------------------------
@@ -103,7 +107,8 @@ import datetime as dt
 
 from sqlalchemy.orm import Mapped, mapped_column
 
-from flasker.util import Cacheable, Model, cached_property
+from flasker import Model
+from flasker.util import Cacheable, stored_property
 
 CALLS = []
 
@@ -112,27 +117,27 @@ class Cottage(Cacheable, Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     rooms: Mapped[int]
 
-    @cached_property
+    @stored_property
     def area(self) -> int:
         CALLS.append("area")
         return self.rooms * 20
 
-    @cached_property(expiration=60)
+    @stored_property(expiration=60)
     def label(self) -> str:
         CALLS.append("label")
         return f"{self.rooms} rooms"
 
-    @cached_property
+    @stored_property
     def nothing(self) -> None:
         CALLS.append("nothing")
         return None
 
-    @cached_property
+    @stored_property
     def built(self) -> dt.date:
         CALLS.append("built")
         return dt.date(2020, 1, 2)
 
-    @cached_property
+    @stored_property
     def broken(self) -> object:
         return object() if self.rooms == 13 else "fine"
 """
@@ -151,7 +156,7 @@ def cottage_project(make_project: t.Callable[..., Project], url: str, extra: str
 
 
 def _module(project: Project) -> t.Any:
-    return __import__(project.models()["Cottage"].__module__, fromlist=["CALLS"])
+    return importlib.import_module(project.models()["Cottage"].__module__)
 
 
 def test_cacheable_persists_in_the_row(make_project: t.Callable[..., Project],
@@ -171,7 +176,7 @@ def test_cacheable_persists_in_the_row(make_project: t.Callable[..., Project],
 
     with project.engine.connect() as connection:
         stored = connection.execute(sa.text("SELECT _cache FROM cottages")).scalar_one()
-    stored = stored if isinstance(stored, dict) else __import__("json").loads(stored)
+    stored = stored if isinstance(stored, dict) else json.loads(stored)
     assert stored["area"]["value"] == 60
     assert stored["nothing"]["value"] is None
     assert stored["area"]["expires"] is None
@@ -204,7 +209,7 @@ def test_refresh_cache_and_expiration(make_project: t.Callable[..., Project],
         entry = cottage.view_cache()["label"]
         assert entry.expires is not None and 59 < entry.expires - entry.updated <= 60
         cottage.rooms = 5
-        assert cottage.label == "2 rooms"  # still cached
+        assert cottage.label == "2 rooms"  # still stored
         assert cottage.refresh_cache("label") == {"label": "5 rooms"}
         assert cottage.label == "5 rooms"
 
@@ -221,7 +226,7 @@ def test_refresh_cache_and_expiration(make_project: t.Callable[..., Project],
         with pytest.raises(TypeError, match="'Cottage.broken' returned a value that cannot be"
                                             " kept as JSON: Object of type 'builtins.object'"):
             cottage.refresh_cache()
-        with pytest.raises(ValueError, match="'Cottage' has no cached property 'size'. Its cached"
+        with pytest.raises(ValueError, match="'Cottage' has no stored property 'size'. Its stored"
                                              " properties: 'area', 'label', 'nothing', 'built',"
                                              " 'broken'."):
             cottage.refresh_cache(["area", "size"])
@@ -264,8 +269,6 @@ def test_delete_and_assign_on_a_cacheable(make_project: t.Callable[..., Project]
 
 @pytest.fixture
 def redis_prefix(redis_url: str) -> t.Iterator[str]:
-    import redis
-
     prefix = f"test-cache-{uuid.uuid4().hex[:8]}:"
     yield prefix
     client = redis.Redis.from_url(redis_url)
@@ -277,8 +280,6 @@ def redis_prefix(redis_url: str) -> t.Iterator[str]:
 
 def test_cacheable_in_redis(make_project: t.Callable[..., Project], tmp_path: Path,
                             redis_url: str, redis_prefix: str) -> None:
-    import redis
-
     project = cottage_project(make_project, f"sqlite:///{tmp_path / 'c.sqlite'}",
                               f"[CACHE]\nURL = {redis_url}\nPREFIX = {redis_prefix}\n")
     cottage_cls = project.models()["Cottage"]
@@ -316,11 +317,9 @@ def test_cacheable_in_redis(make_project: t.Callable[..., Project], tmp_path: Pa
 
 def test_default_redis_prefix_names_the_project(make_project: t.Callable[..., Project],
                                                 tmp_path: Path, redis_url: str) -> None:
-    from flasker.util.cache import init_cache
-
     project = cottage_project(make_project, f"sqlite:///{tmp_path / 'c.sqlite'}",
                               f"[CACHE]\nURL = {redis_url}\n")
-    settings = init_cache(project.app)
+    settings = init_cache(project.app, project.config)
     assert settings.prefix == "flasker:cache:cache:"
     assert settings.url == redis_url
 

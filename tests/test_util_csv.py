@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from flasker.util import CSVError, SmartDictReader
-from flasker.util.csv import RowError, guess
+from flasker.util.convert import guess
+from flasker.util.csv import RowError
 
 
 def reader(text: str, **kwargs: object) -> SmartDictReader:
@@ -38,8 +39,9 @@ def test_guessing_each_field() -> None:
 
 @pytest.mark.parametrize(("text", "expected"), [
     ("0", 0), ("+12", 12), ("01", "01"), ("1.", 1.0), (".5", 0.5), ("-2.5e-3", -0.0025),
-    ("nan", "nan"), ("inf", "inf"), ("True", True), ("yes", "yes"), ("{not json", "{not json"),
-    ("[1, 2]", [1, 2]), ("1 ", "1 "),
+    ("nan", "nan"), ("inf", "inf"), ("1e999", "1e999"), ("True", True), ("yes", "yes"),
+    ("t", "t"), ("{not json", "{not json"), ("[1, 2]", [1, 2]), ("[1, NaN]", "[1, NaN]"),
+    ("1 ", "1 "),
 ])
 def test_guess(text: str, expected: object) -> None:
     assert guess(text) == expected
@@ -59,6 +61,19 @@ def test_types_by_mapping() -> None:
         "at": dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC), "meta": {}, "code": "007",
         "ref": uuid.UUID("12345678-1234-5678-1234-567812345678"), "label": "",
     }]
+
+
+@pytest.mark.parametrize(("kind", "text", "reason"), [
+    (bool, "t", "not a boolean (true/false, yes/no, on/off or 1/0)"),
+    (bool, "Y", "not a boolean (true/false, yes/no, on/off or 1/0)"),
+    (int, "1_000", "not an integer"),
+    (float, "nan", "not a number"),
+    (decimal.Decimal, "NaN", "not a decimal number"),
+])
+def test_typed_columns_take_the_spellings_of_convert(kind: type, text: str, reason: str) -> None:
+    r = reader(f"id,x\n1,{text}\n2,1\n3, On \n", types={"x": kind}, on_error="skip")
+    assert [row["x"] for row in r] == ([True, True] if kind is bool else [1])
+    assert r.errors[0] == RowError(2, f"field 'x' has value {text!r}: {reason}.")
 
 
 def test_no_guessing_keeps_text() -> None:
@@ -112,8 +127,8 @@ def test_bad_rows_skipped_and_counted() -> None:
         RowError(3, "field 'age' has value 'x': not an integer."),
         RowError(4, "2 fields where the header has 3."),
         RowError(7, "4 fields where the header has 3."),
-        RowError(8, "field 'born' has value 'multi\\nline': not a date (YYYY-MM-DD)."),
-        RowError(10, "field 'born' has value '2000-02-30': not a date (YYYY-MM-DD)."),
+        RowError(8, "field 'born' has value 'multi\\nline': not an ISO 8601 date (YYYY-MM-DD)."),
+        RowError(10, "field 'born' has value '2000-02-30': not an ISO 8601 date (YYYY-MM-DD)."),
     ]
     assert str(r.errors[0]) == "line 3: field 'age' has value 'x': not an integer."
 

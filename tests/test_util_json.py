@@ -1,4 +1,4 @@
-"""``jsonify``, ``Jsonifiable`` and the orjson JSON provider of the project's app."""
+"""``to_json_data``, ``Jsonifiable`` and the orjson JSON provider of the project's app."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import decimal
 import enum
+import importlib
 import threading
 import typing as t
 import uuid
@@ -16,9 +17,9 @@ import requests
 from werkzeug.serving import make_server
 
 from flasker import Project
-from flasker.util import Jsonifiable, jsonify
+from flasker.util import Jsonifiable, to_json_data
 from flasker.util.json import dumps, loads
-from flasker.util.jsonify import OrjsonProvider, init_json
+from flasker.util.json_data import OrjsonProvider, init_json
 
 from .conftest import free_port, unique_package
 
@@ -62,7 +63,7 @@ def test_values() -> None:
         "nested": [{"a": [dt.date(2000, 1, 1)]}],
         "none": None, "bool": False, 5: "int key",
     }
-    assert jsonify(value) == {
+    assert to_json_data(value) == {
         "when": "2024-05-06T07:08:09.123000",
         "aware": "2024-05-06T07:08:09+00:00",
         "day": "2024-05-06",
@@ -83,11 +84,11 @@ def test_values() -> None:
 def test_unknown_type_is_a_type_error_naming_it() -> None:
     with pytest.raises(TypeError, match=r"Object of type 'tests.test_util_json.Opaque' is not JSON"
                                         r" serializable: give it a 'to_json\(\)' method"):
-        jsonify({"ok": 1, "bad": [Opaque()]})
+        to_json_data({"ok": 1, "bad": [Opaque()]})
     with pytest.raises(TypeError, match="'builtins.complex'"):
         dumps(1j)
-    with pytest.raises(ValueError, match="depth of 'jsonify' must be 0 or more"):
-        jsonify({}, depth=-1)
+    with pytest.raises(ValueError, match="depth of 'to_json_data' must be 0 or more"):
+        to_json_data({}, depth=-1)
 
 
 def test_jsonifiable_outside_a_model_says_what_is_missing() -> None:
@@ -107,7 +108,8 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from flasker.util import Jsonifiable, Model, cached_property, Cacheable
+from flasker import Model
+from flasker.util import Cacheable, Jsonifiable, stored_property
 
 
 class Form(enum.Enum):
@@ -125,7 +127,7 @@ class Poet(Jsonifiable, Cacheable, Model):
     def initials(self) -> str:
         return "".join(part[0] for part in self.name.split())
 
-    @cached_property
+    @stored_property
     def count(self) -> int:
         return len(self.poems)
 
@@ -152,7 +154,7 @@ def poets(make_project: t.Callable[..., Project], db_url: str) -> t.Iterator[Pro
     models = project.models()
     tables = [models["Poet"].__table__, models["Poem"].__table__]
     tables[0].metadata.create_all(project.engine, tables=tables)
-    module = __import__(models["Poem"].__module__, fromlist=["Form"])
+    module = importlib.import_module(models["Poem"].__module__)
     with project.app.app_context():
         poet = models["Poet"](id=1, name="Emily Dickinson", born=dt.date(1830, 12, 10))
         project.db.add(poet)
@@ -180,16 +182,16 @@ def test_models_from_the_database(poets: Project) -> None:
               "written": "1860-01-02T12:00:00"}
     person = {"id": 1, "name": "Emily Dickinson", "born": "1830-12-10"}
 
-    assert jsonify(poet, depth=0) == person  # Cacheable's '_cache' column stays out
-    assert jsonify(poet) == {**person, "poems": [poem_1, poem_2]}
-    assert jsonify(poet, depth=2) == {
+    assert to_json_data(poet, depth=0) == person  # Cacheable's '_cache' column stays out
+    assert to_json_data(poet) == {**person, "poems": [poem_1, poem_2]}
+    assert to_json_data(poet, depth=2) == {
         **person, "poems": [{**poem_1, "poet": person}, {**poem_2, "poet": person}],
     }
     poem = poets.db.get_one(models["Poem"], 1)
-    assert jsonify([poem], depth=0) == [poem_1]
+    assert to_json_data([poem], depth=0) == [poem_1]
     # A Jsonifiable related object follows the remaining depth.
-    assert jsonify(poem, depth=1)["poet"] == person
-    assert jsonify(poem, depth=2)["poet"]["poems"][1]["title"] == "Poem 2"
+    assert to_json_data(poem, depth=1)["poet"] == person
+    assert to_json_data(poem, depth=2)["poet"]["poems"][1]["title"] == "Poem 2"
 
 
 def test_to_json_fields(poets: Project) -> None:
@@ -212,10 +214,10 @@ VIEWS = """
 import datetime as dt
 import decimal
 
-from flask import jsonify as flask_jsonify, render_template_string, request, session
+from flask import jsonify, render_template_string, request, session
 
 from flasker import current_project
-from flasker.util.jsonify import init_json
+from flasker.util.json_data import init_json
 
 app = current_project.app
 init_json(app)
@@ -229,7 +231,7 @@ def data():
 
 @app.get("/list")
 def listing():
-    return flask_jsonify([1, dt.date(2024, 1, 2)])
+    return jsonify([1, dt.date(2024, 1, 2)])
 
 
 @app.post("/echo")
@@ -267,7 +269,9 @@ def served(make_project: t.Callable[..., Project], tmp_path: Path) -> t.Iterator
         f"[PROJECT]\nNAME = Json\nMODULES = {package}.views\n"
         f"DB_URL = sqlite:///{tmp_path / 'j.sqlite'}\n",
         files={f"{package}/__init__.py": "", f"{package}/views.py": VIEWS},
-        overrides={"APP": {"TESTING": False, "PROPAGATE_EXCEPTIONS": False}},
+        # Served over plain HTTP to 'requests', which keeps no Secure cookie for http://.
+        overrides={"APP": {"TESTING": False, "PROPAGATE_EXCEPTIONS": False,
+                           "SESSION_COOKIE_SECURE": False}},
     )
     port = free_port()
     server = make_server("127.0.0.1", port, project.app, threaded=True)

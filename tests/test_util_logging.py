@@ -20,7 +20,15 @@ from flasker.config import load_config
 from flasker.logs import HANDLER_NAME, configure_logging
 from flasker.util import Loggable
 
-from .conftest import SECRET, Process, free_port, unique_package, wait_for, write_project
+from .conftest import (
+    SECRET,
+    Process,
+    free_port,
+    prepend_path,
+    unique_package,
+    wait_for,
+    write_project,
+)
 
 # -- Loggable ----------------------------------------------------------------------------------
 
@@ -155,11 +163,19 @@ def test_configuring_again_replaces_the_handler(tmp_path: Path, restore_logging:
     ("LOG_LEVEL", "LOUD", r"Config 'PROJECT.LOG_LEVEL' has value 'LOUD' \(.*default.cfg:2\)."
                           r" Expected DEBUG, INFO, WARNING, ERROR or CRITICAL."),
 ])
-def test_bad_log_settings_stop_start_up(make_project: t.Callable[..., Project], key: str,
-                                        value: str, message: str,
+def test_bad_log_settings_stop_start_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        runner: t.Any, key: str, value: str, message: str,
                                         restore_logging: None) -> None:
+    # Logging is configured by the process that starts (the 'flasker' command, the WSGI
+    # module), not by 'Project()': that is where a bad value stops it.
+    path = write_project(tmp_path, f"[PROJECT]\n{key} = {value}\nNAME = Logs\n"
+                                   f"[APP]\nSECRET_KEY = {SECRET}\n")
     with pytest.raises(ConfigError, match=message):
-        make_project(f"[PROJECT]\n{key} = {value}\nNAME = Logs\n")
+        configure_logging(load_config(path))
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(["routes"])
+    assert result.exit_code == 1
+    assert re.search(f"Error: {message}", result.output), result.output
 
 
 # -- real processes: the web server, a Celery worker, gunicorn ---------------------------------
@@ -190,7 +206,8 @@ def shout(word):
 
 
 @pytest.fixture
-def json_project(tmp_path: Path, redis_url: str) -> t.Iterator[Project]:
+def json_project(tmp_path: Path, redis_url: str,
+                 monkeypatch: pytest.MonkeyPatch) -> t.Iterator[Project]:
     package = unique_package()
     path = write_project(
         tmp_path,
@@ -208,12 +225,10 @@ def json_project(tmp_path: Path, redis_url: str) -> t.Iterator[Project]:
         """,
         {f"{package}/__init__.py": "", f"{package}/app.py": APP.replace("{package}", package)},
     )
-    root = logging.getLogger()
-    saved = list(root.handlers)
+    prepend_path(monkeypatch, str(tmp_path))
     project = Project(path)
     yield project
     project.close()
-    root.handlers[:] = saved
 
 
 def _json_lines(process: Process) -> list[dict[str, t.Any]]:

@@ -40,7 +40,7 @@ if t.TYPE_CHECKING:
 FLASKER_MODELS = '''
 from flasker import current_project
 from flasker.ext.api import APIManager
-from flasker.util import Model
+from flasker import Model
 from sqlalchemy import Column, ForeignKey, Integer, Unicode
 from sqlalchemy.orm import relationship
 
@@ -102,6 +102,7 @@ def flasker_app(url: str, folder: str) -> tuple[Flask, sa.Engine]:
     from pathlib import Path
 
     from flasker import Project
+    from flasker.project import prepare_import
 
     root = Path(folder)
     (root / "bench_api_app").mkdir(parents=True, exist_ok=True)
@@ -112,6 +113,7 @@ def flasker_app(url: str, folder: str) -> tuple[Flask, sa.Engine]:
         f"DB_URL = {url}\n[APP]\nSECRET_KEY = bench-0123456789abcdef0123456789abcdef\n"
         "[API]\nMAX_PAGE_SIZE = 10000\nMAX_DEPTH = 1\n"
     )
+    prepare_import(root)
     project = Project(root / "default.cfg")
     return project.app, project.engine
 

@@ -1,4 +1,4 @@
-"""The models: flasker.util.Model names each table after its class (House → houses).
+"""The models: flasker.Model names each table after its class (House → houses).
 
 Schema changes go through Alembic: 'flasker db revision -m ...' writes a migration
 into ../migrations, 'flasker db upgrade' applies it (the stack's 'migrate' service).
@@ -11,7 +11,7 @@ import datetime as dt
 from sqlalchemy import DateTime, ForeignKey, String, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from flasker.util import Model
+from flasker import Model
 
 
 class House(Model):
@@ -37,3 +37,11 @@ class BeatRun(Model):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     ran_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     runs: Mapped[int] = mapped_column(default=0)
+
+
+class TaskReceipt(Model):
+    """One row per task that ran to its end, keyed by the task's id (see tasks.receipt)."""
+
+    task_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    done_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())

@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import typing as t
 
 import sqlalchemy as sa
+from celery import Task
+from sqlalchemy.dialects import postgresql, sqlite
 
 from flasker import current_project
 
-from .models import BeatRun, Cat, House
+from .models import BeatRun, Cat, House, TaskReceipt
 
 celery = current_project.celery
 db = current_project.db
 
 MAX_DELAY = 300.0
+# INSERT ... ON CONFLICT DO NOTHING, in the database's own dialect.
+INSERT_NEW: dict[str, t.Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 @celery.task
@@ -39,3 +44,17 @@ def tick() -> int:
     run.ran_at = dt.datetime.now(dt.UTC)
     run.runs += 1
     return run.runs
+
+
+@celery.task(bind=True)
+def receipt(self: Task, delay: float = 0.0) -> str:
+    """Leave one row keyed by this task's id: an idempotent task, as the README shows.
+
+    A task runs at least once: its worker may die after the work and before the
+    acknowledgement, and another worker runs it again. That run finds the receipt and
+    adds none. The stack's fault tests send many and count the receipts.
+    """
+    time.sleep(min(max(float(delay), 0.0), MAX_DELAY))
+    insert = INSERT_NEW[db.get_bind().dialect.name]
+    db.execute(insert(TaskReceipt).values(task_id=self.request.id).on_conflict_do_nothing())
+    return t.cast(str, self.request.id)

@@ -10,7 +10,8 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.exc import IntegrityError
 
 from flasker import current_project
-from flasker.ext.auth import GoogleAuthManager  # at the top: its tables stay in the migrations
+from flasker.ext.auth import GoogleAuthManager, declare_models
+from flasker.outages import find_outage
 
 from .forms import CatForm, HouseForm
 from .models import BeatRun, Cat, House
@@ -25,10 +26,13 @@ celery = current_project.celery
 db = current_project.db
 CSRFProtect(app)
 
+# The auth tables belong to the project whether sign-in is on or not, so that the migrations
+# (9c6b3641ef1b_auth_tables) always match the models.
+declare_models()
 # Sign in with Google, when the stack is given a client (FLASKER__AUTH__CLIENT_ID and the
 # other FLASKER__AUTH__* variables of .env.example): then every page needs a signed-in user.
 if current_project.config.get("AUTH", "CLIENT_ID"):
-    current_project.register_manager(GoogleAuthManager(), config_section="AUTH")
+    current_project.register_manager(GoogleAuthManager())
 
 
 def render_index(form: HouseForm | None = None, status: int = 200) -> ResponseReturnValue:
@@ -42,7 +46,7 @@ def render_index(form: HouseForm | None = None, status: int = 200) -> ResponseRe
     task_id = request.args.get("task")
     return render_template("index.html", houses=houses, cat_counts=cat_counts,
                            form=form or HouseForm(),
-                           task=task_state(task_id) if task_id else None,
+                           task=page_task_state(task_id) if task_id else None,
                            tick=db.get(BeatRun, "tick")), status
 
 
@@ -126,6 +130,16 @@ def task_state(task_id: str) -> dict[str, t.Any]:
         "result": result.result if state == "SUCCESS" else None,
         "error": repr(result.result) if state == "FAILURE" else None,
     }
+
+
+def page_task_state(task_id: str) -> dict[str, t.Any]:
+    """The task's state for the page, which works on while Redis is away (the result waits)."""
+    try:
+        return task_state(task_id)
+    except Exception as e:
+        if find_outage(e) is None:
+            raise
+        return {"id": task_id, "state": "UNKNOWN", "result": None, "error": None}
 
 
 @app.get("/tasks/<task_id>")

@@ -10,12 +10,24 @@ from __future__ import annotations
 
 import configparser
 import difflib
-import json
 import os
 import re
 import typing as t
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from flask import Flask
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+# The converters of declared options; extensions import them from here.
+from .util.convert import parse_value, sentence
+from .util.convert import to_bool as to_bool
+from .util.convert import to_float as to_float
+from .util.convert import to_int as to_int
+from .util.convert import to_json as to_json
+from .util.convert import to_list as to_list
+from .util.convert import to_str as to_str
 
 ENV_PREFIX = "FLASKER__"
 CONFIG_ENV_VAR = "FLASKER_CONFIG"
@@ -55,72 +67,6 @@ CODE = Source("code")
 
 # -- typed options ----------------------------------------------------------------------------
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def to_bool(raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ValueError("Not a valid bool: use true/false, yes/no, on/off or 1/0.")
-
-
-def to_int(raw: str) -> int:
-    try:
-        return int(raw.strip())
-    except ValueError:
-        raise ValueError("Not a valid integer.") from None
-
-
-def to_float(raw: str) -> float:
-    try:
-        return float(raw.strip())
-    except ValueError:
-        raise ValueError("Not a valid number.") from None
-
-
-def to_list(raw: str) -> list[str]:
-    """A comma-separated list (a JSON array is accepted too)."""
-    stripped = raw.strip()
-    if stripped.startswith("["):
-        value = json.loads(stripped)
-        if not isinstance(value, list):
-            raise ValueError("Not a valid list.")
-        return [str(v) for v in value]
-    return [part.strip() for part in stripped.replace("\n", ",").split(",") if part.strip()]
-
-
-def to_json(raw: str) -> t.Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise ValueError("Not valid JSON.") from None
-
-
-def to_str(raw: str) -> str:
-    return raw
-
-
-def parse_value(raw: str) -> t.Any:
-    """Parse a free-form Flask, Celery or extension value: JSON where it parses, else a string.
-
-    Python's spellings ``True``, ``False`` and ``None`` are accepted, as the sample
-    configuration of every flasker project uses them.
-    """
-    stripped = raw.strip()
-    lowered = stripped.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    try:
-        return json.loads(stripped)
-    except ValueError:
-        return raw
-
 
 @dataclass(frozen=True)
 class Option:
@@ -137,30 +83,100 @@ class Option:
         return _TYPE_NAMES.get(self.convert, "string")
 
 
+def _json_of(kind: type, expected: str) -> t.Callable[[str], t.Any]:
+    def convert(raw: str) -> t.Any:
+        value = to_json(raw)
+        if not isinstance(value, kind):
+            raise ValueError(f"Not {expected}.")
+        return value
+
+    return convert
+
+
+#: A JSON object (``connect_args``, a Celery setting of type dict).
+to_json_object = _json_of(dict, "a JSON object")
+
+
+def _one_of(*choices: str) -> t.Callable[[str], str]:
+    """A converter accepting one of ``choices`` (any case, surrounding whitespace ignored)."""
+
+    def convert(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"not one of {', '.join(repr(c) for c in choices)}")
+        return value
+
+    return convert
+
+
+def _database_url(raw: str) -> str:
+    """A SQLAlchemy URL of a dialect SQLAlchemy knows (empty: the SQLite default)."""
+    if raw.strip():
+        try:
+            make_url(raw.strip()).get_dialect()
+        except ArgumentError as e:  # unparsable, or a dialect/driver SQLAlchemy does not know
+            reason = str(e).split(" (Background on this error")[0]
+            raise ValueError(
+                f"not a database URL such as 'postgresql+psycopg://user:password@host/db' or"
+                f" 'sqlite:///db.sqlite' ({reason})"
+            ) from None
+    return raw
+
+
+def _module_names(raw: str) -> list[str]:
+    """A list of importable module names: ``app.views, app.tasks``."""
+    names = to_list(raw)
+    for name in names:
+        if not all(part.isidentifier() for part in name.split(".")):
+            raise ValueError(f"{name!r} is not a module name such as 'app.views'")
+    return names
+
+
+def _url_path(raw: str) -> str:
+    """A URL path of the app's own: ``/static`` (empty: served at the root)."""
+    if raw and (not raw.startswith("/") or "<" in raw or any(c.isspace() for c in raw)):
+        raise ValueError("not a URL path such as '/static' (starting with '/', without '<'"
+                         " or spaces)")
+    return raw
+
+
 _TYPE_NAMES: dict[t.Callable[[str], t.Any], str] = {
     to_bool: "bool",
     to_int: "int",
     to_float: "float",
     to_list: "list",
+    _module_names: "list",
     to_json: "JSON",
+    to_json_object: "JSON object",
     to_str: "string",
 }
 
 PROJECT_OPTIONS: tuple[Option, ...] = (
     Option("NAME", to_str, help="The project's name; the Celery queue and node derive from it.",
            required=True),
-    Option("MODULES", to_list, [], "Modules imported in order at start-up (comma list)."),
-    Option("DB_URL", to_str, None,
+    Option("MODULES", _module_names, [], "Modules imported in order at start-up (comma list)."),
+    Option("DB_URL", _database_url, None,
            "SQLAlchemy database URL; default: SQLite file 'db.sqlite' beside the .cfg."),
     Option("APP_FOLDER", to_str, "app", "Folder of the Flask application, relative to the .cfg."),
     Option("APP_STATIC_FOLDER", to_str, "static", "Static folder, relative to APP_FOLDER."),
     Option("APP_TEMPLATE_FOLDER", to_str, "templates", "Template folder, relative to APP_FOLDER."),
-    Option("STATIC_URL", to_str, None, "URL path of the static files; default '/static'."),
+    Option("STATIC_URL", _url_path, None, "URL path of the static files; default '/static'."),
     Option("STATE_FOLDER", to_str, ".flasker",
            "Writable folder for the embedded broker, beat schedule, pid and heartbeat files."),
     Option("MIGRATIONS_FOLDER", to_str, "migrations", "Alembic migrations, relative to the .cfg."),
     Option("LOG_LEVEL", to_str, "INFO", "Level of the root logger."),
     Option("LOG_FORMAT", to_str, "text", "'text' (human-readable) or 'json' (JSON lines)."),
+    Option("RETRY_AFTER", to_int, 5,
+           "Seconds in the 'Retry-After' header of the 503 answered while the database or"
+           " the broker cannot be reached."),
+    Option("TASK_RETRY_MAX", to_int, 10,
+           "Retries of a task that failed because the database, the broker or the result"
+           " backend could not be reached (0: none; a task opts out with"
+           " 'retry_on_outage=False')."),
+    Option("TASK_RETRY_BACKOFF", to_float, 2.0,
+           "Seconds before the first such retry, doubled at each retry (with random jitter)."),
+    Option("TASK_RETRY_BACKOFF_MAX", to_float, 60.0,
+           "Longest wait in seconds between two such retries."),
 )
 
 ENGINE_OPTIONS: tuple[Option, ...] = (
@@ -173,12 +189,13 @@ ENGINE_OPTIONS: tuple[Option, ...] = (
     Option("pool_timeout", to_float, None, "Seconds to wait for a connection from the pool."),
     Option("pool_recycle", to_int, None, "Seconds after which a connection is replaced."),
     Option("pool_use_lifo", to_bool, None, "Reuse the most recent connection first."),
-    Option("pool_reset_on_return", to_str, None, "'rollback', 'commit' or 'none'."),
+    Option("pool_reset_on_return", _one_of("rollback", "commit", "none"), None,
+           "'rollback', 'commit' or 'none'."),
     Option("isolation_level", to_str, None, "Transaction isolation level."),
     Option("query_cache_size", to_int, None, "Size of the SQL compilation cache."),
     Option("insertmanyvalues_page_size", to_int, None, "Rows per batched INSERT."),
-    Option("connect_args", to_json, None, "JSON object passed to the DBAPI's connect()."),
-    Option("execution_options", to_json, None, "JSON object of default execution options."),
+    Option("connect_args", to_json_object, None, "JSON object passed to the DBAPI's connect()."),
+    Option("execution_options", to_json_object, None, "JSON object of default execution options."),
 )
 
 DECLARED: dict[str, tuple[Option, ...]] = {PROJECT: PROJECT_OPTIONS, ENGINE: ENGINE_OPTIONS}
@@ -283,6 +300,14 @@ def _read_file(path: Path) -> dict[str, dict[str, tuple[str, Source]]]:
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"The configuration file '{path}' is not UTF-8 text (byte {e.start}): is it the"
+            " right file? Save it as UTF-8."
+        ) from e
+    except OSError as e:
+        raise ConfigError(f"The configuration file '{path}' cannot be read: {e.strerror}.") from e
+    try:
         parser.read_string(text, source=str(path))
     except configparser.Error as e:
         raise ConfigError(f"The configuration file '{path}' cannot be parsed: {e}") from e
@@ -355,7 +380,9 @@ def _declared(section: str, key: str, name: str, options: t.Sequence[Option],
 
 def _bad_value(section: str, key: str, raw: str, source: Source, error: ValueError
                ) -> ConfigError:
-    return ConfigError(f"Config '{section}.{key}' has value {raw!r} ({source}). {error}")
+    # A secret, or the password in a URL, stays out of the message (and out of logs).
+    return ConfigError(
+        f"Config '{section}.{key}' has value {mask(key, raw)!r} ({source}). {sentence(error)}")
 
 
 def _normalise_key(section: str, key: str, source: Source) -> str:
@@ -390,22 +417,14 @@ def _celery_convert(key: str) -> t.Callable[[str], t.Any] | None:
         return _CELERY_DECLARED[key]
     for name, option in flatten(NAMESPACES):
         if name == key:
+            # Celery spells a type as text ('int'), and a few as the class itself (int).
+            kind = option.type if isinstance(option.type, str) else option.type.__name__
             return {
                 "bool": to_bool, "int": to_int, "float": to_float, "string": to_str,
-                "dict": _json_of(dict, "a JSON object"), "list": _list_or_json,
+                "str": to_str, "dict": to_json_object, "list": _list_or_json,
                 "tuple": _list_or_json,
-            }.get(option.type)
+            }.get(kind)
     return None
-
-
-def _json_of(kind: type, expected: str) -> t.Callable[[str], t.Any]:
-    def convert(raw: str) -> t.Any:
-        value = to_json(raw)
-        if not isinstance(value, kind):
-            raise ValueError(f"Not {expected}.")
-        return value
-
-    return convert
 
 
 def _list_or_json(raw: str) -> t.Any:
@@ -422,6 +441,8 @@ _FLASK_DECLARED: dict[str, t.Callable[[str], t.Any]] = {
     "TEMPLATES_AUTO_RELOAD": to_bool,
     "MAX_CONTENT_LENGTH": to_int,
     "SEND_FILE_MAX_AGE_DEFAULT": to_int,
+    # A timedelta by default; Flask takes seconds too, and a text would fail per request.
+    "PERMANENT_SESSION_LIFETIME": to_int,
     "SECRET_KEY": to_str,
     "SERVER_NAME": to_str,
     "SESSION_COOKIE_DOMAIN": to_str,
@@ -438,8 +459,6 @@ _CELERY_DECLARED: dict[str, t.Callable[[str], t.Any]] = {
 
 
 def _flask_convert(key: str) -> t.Callable[[str], t.Any] | None:
-    from flask import Flask  # noqa: PLC0415
-
     if key in _FLASK_DECLARED:
         return _FLASK_DECLARED[key]
     default = Flask.default_config.get(key)
@@ -548,6 +567,22 @@ def section_options(config: Config, section: str, options: t.Sequence[Option],
                 raise _bad_value(section, upper, entry.raw, entry.source, e) from None
         resolved[upper] = value
     return resolved
+
+
+# -- names and folders derived from the configuration -----------------------------------------
+
+
+def slug(name: str) -> str:
+    """A name fit for queues, node names, keys and files: ``My Project`` → ``my-project``."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "flasker"
+
+
+def state_folder(config: Config) -> Path:
+    """``[PROJECT] STATE_FOLDER``, absolute: relative paths are taken from the ``.cfg``'s folder."""
+    folder = Path(config.get(PROJECT, "STATE_FOLDER"))
+    if not folder.is_absolute():
+        folder = config.root / folder
+    return folder
 
 
 # -- secrets ----------------------------------------------------------------------------------

@@ -19,8 +19,10 @@ import typing as t
 import uuid
 
 import orjson
+from flask import has_request_context, request
 
-from .config import PROJECT, Config, ConfigError
+from .config import PROJECT, Config, ConfigError, load_config
+from .util.json import default
 
 HANDLER_NAME = "flasker"
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s%(context)s: %(message)s"
@@ -40,8 +42,6 @@ _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {
 
 def request_id() -> str | None:
     """The id of the current request: its ``X-Request-ID`` header when sane, else a new one."""
-    from flask import has_request_context, request  # noqa: PLC0415
-
     if not has_request_context():
         return None
     environ = request.environ
@@ -57,12 +57,11 @@ def request_id() -> str | None:
 def _context_ids() -> dict[str, str]:
     """The id of the current request or Celery task, where there is one."""
     ids: dict[str, str] = {}
-    if "flask" in sys.modules:
-        rid = request_id()
-        if rid is not None:
-            ids["request_id"] = rid
-    if "celery" in sys.modules:
-        from celery import current_task  # noqa: PLC0415
+    rid = request_id()
+    if rid is not None:
+        ids["request_id"] = rid
+    if "celery" in sys.modules:  # a process that has not imported Celery runs no task
+        from celery import current_task  # noqa: PLC0415 (loaded already: see above)
 
         task = current_task
         if task is not None and getattr(task, "request", None) is not None and task.request.id:
@@ -83,8 +82,6 @@ class ContextFilter(logging.Filter):
 
 def _log_default(value: t.Any) -> t.Any:
     """flasker's serializer for what orjson does not know; a log line never fails on a type."""
-    from .util.json import default  # noqa: PLC0415
-
     try:
         return default(value)
     except TypeError:
@@ -163,8 +160,6 @@ def _gunicorn_logger() -> type[t.Any]:
 
         def setup(self, cfg: t.Any) -> None:
             super().setup(cfg)
-            from .config import load_config  # noqa: PLC0415
-
             configure_logging(load_config())
             for logger in (self.error_log, self.access_log):
                 for handler in list(logger.handlers):

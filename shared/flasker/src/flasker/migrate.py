@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 import typing as t
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from .config import PROJECT
 from .globals import project_context
+from .project import Project
 
 if t.TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
-
-    from .project import Project
 
 TEMPLATE = Path(__file__).parent / "scaffold" / "migrations"
 
@@ -34,13 +36,14 @@ def ensure_migrations(project: Project) -> Path:
 
 
 def alembic_config(project: Project) -> AlembicConfig:
-    from alembic.config import Config as AlembicConfig  # noqa: PLC0415
+    from alembic.config import Config as AlembicConfig  # noqa: PLC0415 (Alembic: db commands only)
 
     # Alembic announces each of its plugins at INFO on every command: keep the output to
     # what the command does.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
-    config = AlembicConfig()
+    # Today's stdout, not the one Alembic saw when first imported (a test runner swaps it).
+    config = AlembicConfig(stdout=sys.stdout)
     config.set_main_option("script_location", str(ensure_migrations(project)))
     # '%' is Alembic's interpolation character: escape it in the URL.
     url = project.engine.url.render_as_string(hide_password=False).replace("%", "%%")
@@ -55,7 +58,7 @@ def has_revisions(project: Project) -> bool:
 
 def revision(project: Project, message: str, autogenerate: bool = True) -> list[str]:
     """Write a revision; with ``autogenerate`` it holds the difference models → database."""
-    from alembic import command  # noqa: PLC0415
+    from alembic import command  # noqa: PLC0415 (Alembic: db commands only)
 
     with project_context(project):
         result = command.revision(alembic_config(project), message=message,
@@ -65,35 +68,35 @@ def revision(project: Project, message: str, autogenerate: bool = True) -> list[
 
 
 def upgrade(project: Project, target: str = "head", sql: bool = False) -> None:
-    from alembic import command  # noqa: PLC0415
+    from alembic import command  # noqa: PLC0415 (Alembic: db commands only)
 
     with project_context(project):
         command.upgrade(alembic_config(project), target, sql=sql)
 
 
 def downgrade(project: Project, target: str = "-1", sql: bool = False) -> None:
-    from alembic import command  # noqa: PLC0415
+    from alembic import command  # noqa: PLC0415 (Alembic: db commands only)
 
     with project_context(project):
         command.downgrade(alembic_config(project), target, sql=sql)
 
 
 def stamp(project: Project, target: str = "head") -> None:
-    from alembic import command  # noqa: PLC0415
+    from alembic import command  # noqa: PLC0415 (Alembic: db commands only)
 
     with project_context(project):
         command.stamp(alembic_config(project), target)
 
 
 def current(project: Project) -> None:
-    from alembic import command  # noqa: PLC0415
+    from alembic import command  # noqa: PLC0415 (Alembic: db commands only)
 
     with project_context(project):
         command.current(alembic_config(project), verbose=False)
 
 
 def history(project: Project) -> None:
-    from alembic import command  # noqa: PLC0415
+    from alembic import command  # noqa: PLC0415 (Alembic: db commands only)
 
     with project_context(project):
         command.history(alembic_config(project))
@@ -101,19 +104,13 @@ def history(project: Project) -> None:
 
 def create_all(project: Project) -> None:
     """Create every table of the models; stamp the head revision when migrations exist."""
-    from .util.models import Model  # noqa: PLC0415
-
-    Model.metadata.create_all(project.engine)
+    project.metadata.create_all(project.engine)
     if has_revisions(project):
         stamp(project, "head")
 
 
 def drop_all(project: Project) -> None:
-    from .util.models import Model  # noqa: PLC0415
-
-    Model.metadata.drop_all(project.engine)
+    project.metadata.drop_all(project.engine)
     # Alembic's version table is not a model; drop it so 'create' starts afresh.
-    import sqlalchemy as sa  # noqa: PLC0415
-
     with project.engine.begin() as connection:
         connection.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typing as t
 
-from flask import Response
+from flask import Response, request
 
 from .util.json import dumps
 
@@ -25,3 +25,17 @@ def problem_response(status: int, title: str, detail: str, *, type: str = "about
     response.headers.update(headers or {})
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def wants_problem() -> bool:
+    """Whether the current request's client wants problem details rather than a page.
+
+    A JSON body, a bearer token, or an ``Accept`` header preferring JSON to HTML: browsers
+    get pages, programs get JSON. (Under the API's prefix the API answers problems anyway.)
+    """
+    if request.is_json:
+        return True
+    if request.headers.get("Authorization", "").lower().startswith("bearer "):
+        return True
+    accept = request.accept_mimetypes
+    return max(accept["application/json"], accept[MIMETYPE]) > accept["text/html"]

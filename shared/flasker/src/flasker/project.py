@@ -10,26 +10,46 @@ from pathlib import Path
 
 from flask import Flask
 
-from .config import APP, PROJECT, SECRET_HOWTO, Config, ConfigError, load_config, weak_secret_reason
+from .bodies import GuardBodies
+from .caching import init_cache
+from .config import (
+    APP,
+    PROJECT,
+    SECRET_HOWTO,
+    Config,
+    ConfigError,
+    load_config,
+    slug,
+    weak_secret_reason,
+)
 from .db import create_engine, create_session, init_app_session
 from .globals import EXTENSION_KEY, project_context
+from .health import init_health
+from .models import new_registry
+from .outages import init_outages
+from .security import init_security
+from .util.json_data import init_json
 
 if t.TYPE_CHECKING:
     import os
 
     import sqlalchemy as sa
     from celery import Celery
-    from sqlalchemy.orm import Session, scoped_session
+    from sqlalchemy.orm import Session, registry, scoped_session
 
-    from .config import Option
+    from .config import Option, Source
 
 Hook = t.Callable[["Project"], None]
 
 
 class Manager(t.Protocol):
-    """What ``register_manager`` needs of an extension: Flask's ``init_app``."""
+    """What ``register_manager`` needs of an extension (:class:`flasker.Extension` has it)."""
 
     def init_app(self, app: Flask, *, config_section: str | None = None) -> None: ...
+
+    def before_startup(self, project: Project) -> None: ...
+
+    def after_startup(self, project: Project) -> None: ...
 
 
 M = t.TypeVar("M", bound=Manager)
@@ -41,7 +61,12 @@ class Project:
     Several projects may exist in one process (one per test, say); nothing happens
     at import time. ``project.app`` is the Flask app, ``project.celery`` the Celery
     app, ``project.db`` the session of the current request or task, and
-    ``project.engine`` the SQLAlchemy engine.
+    ``project.engine`` the SQLAlchemy engine, ``project.registry`` the SQLAlchemy
+    registry in which its models are mapped (``project.metadata`` holds their tables).
+
+    Creating a project configures no logging and touches no ``sys.path``: the
+    ``flasker`` command and ``flasker.wsgi`` do both for the process they run (see
+    :func:`prepare_import`).
 
     :param config_path: the ``.cfg`` file; found as ``flasker`` finds it when omitted.
     :param overrides: ``{"SECTION": {"KEY": value}}``, applied over file and environment.
@@ -59,18 +84,16 @@ class Project:
         )
         self.name: str = self.config.get(PROJECT, "NAME")
         self.root: Path = self.config.root
-        self.managers: list[Manager] = []
         self._before_startup: list[Hook] = []
         self._after_startup: list[Hook] = []
         self.started = False
         self._starting = False
+        self.registry: registry = new_registry()
+        self.metadata: sa.MetaData = self.registry.metadata
         self.app: Flask = self._create_app()
         self.engine: sa.Engine = create_engine(self.config)
         self.db: scoped_session[Session] = create_session(self.engine)
         init_app_session(self.app, self.db)
-        from .logs import configure_logging  # noqa: PLC0415
-
-        configure_logging(self.config)
         if load_modules:
             self.start()
 
@@ -88,6 +111,9 @@ class Project:
             template_folder=self.config.get(PROJECT, "APP_TEMPLATE_FOLDER"),
             static_url_path=self.config.get(PROJECT, "STATIC_URL"),
         )
+        # A body larger than this is refused (413) before it is read: Flask sets no limit.
+        # '[APP] MAX_CONTENT_LENGTH' (bytes) changes it.
+        app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024
         app.config.update(self.config[APP])
         app.config["FLASKER_PROJECT_NAME"] = self.name
         if not (app.debug or app.testing):
@@ -102,13 +128,12 @@ class Project:
                 )
         app.extensions[EXTENSION_KEY] = self
         app.shell_context_processor(self.shell_context)
-        from .health import init_health  # noqa: PLC0415
-        from .util.cache import init_cache  # noqa: PLC0415
-        from .util.jsonify import init_json  # noqa: PLC0415
-
         init_json(app)
-        init_cache(app)
+        init_cache(app, self.config)
         init_health(app, self)
+        init_outages(app, self)
+        init_security(app, self.config)
+        app.wsgi_app = GuardBodies(app.wsgi_app)  # type: ignore[method-assign]
         return app
 
     @cached_property
@@ -137,104 +162,107 @@ class Project:
         return hook
 
     def start(self) -> None:
-        """Import the MODULES in order, with ``current_project`` pointing here."""
+        """Import the MODULES in order, with ``current_project`` pointing here.
+
+        They are imported from ``sys.path`` as any module is: a module already imported
+        in this process is not run again, so two projects in one process use modules
+        of different names.
+        """
         if self.started:
             return
         modules: list[str] = self.config.get(PROJECT, "MODULES") or []
-        root = str(self.root)
-        if root not in sys.path:
-            sys.path.insert(0, root)
-        _forget_modules(modules)
+        source = self.config.source_of(PROJECT, "MODULES")
+        _check_not_imported(modules, source)
         self._starting = True
         with project_context(self):
             try:
                 for hook in self._before_startup:
                     hook(self)
                 for name in modules:
-                    _import(name, root)
+                    _import(name, self.root, source)
                 self.started = True
                 for hook in self._after_startup:
                     hook(self)
             except BaseException:
-                # A project that failed to start is never closed, and a module that failed
-                # half-way may leave models mapped half-way: drop its models now, so that they
-                # break no other project's mappers in this process.
-                _forget_modules(modules)
+                # The models of a project that failed to start are released with it.
+                self.registry.dispose()
                 self.started = self._starting = False
                 raise
 
     def register_manager(self, manager: M, config_section: str | None = None) -> M:
-        """Register an extension: ``manager.init_app(app, config_section=...)``.
+        """Register an extension (a :class:`flasker.Extension`): ``manager.init_app(app)``.
 
-        The section's values override the manager's constructor options. A manager's
-        ``before_startup(project)`` runs before the MODULES are imported (when it is
-        registered before :meth:`start`), its ``after_startup(project)`` once they are.
+        The extension reads its own section (``[API]``, ``[AUTH]``), or
+        ``config_section`` when given; the section's values override the constructor's
+        options. Its ``before_startup(project)`` runs before the MODULES are imported
+        (when it is registered before :meth:`start`), its ``after_startup(project)``
+        once they are.
         """
         section = config_section.upper() if config_section else None
         manager.init_app(self.app, config_section=section)
-        self.managers.append(manager)
-        if hasattr(manager, "before_startup") and not self._starting:
+        if not self._starting:
             self.before_startup(manager.before_startup)
-        if hasattr(manager, "after_startup"):
-            self.after_startup(manager.after_startup)
+        self.after_startup(manager.after_startup)
         return manager
 
     def close(self) -> None:
-        """Release the project: its session, its connections, and the models of its MODULES.
-
-        Models live in the one registry of ``flasker.util.Model``; closing a project
-        lets another one in the same process (the next test) declare tables of the
-        same names.
-        """
+        """Release the project: its session, its connections and its models' mappings."""
         self.db.remove()
         self.engine.dispose()
-        if self.started:
-            _forget_modules(self.config.get(PROJECT, "MODULES") or [])
-            self.started = False
+        self.registry.dispose()
+        self.started = False
 
     # -- conveniences -----------------------------------------------------------------------
 
     def models(self) -> dict[str, type[t.Any]]:
-        """The mapped classes of ``flasker.util.Model``, by class name."""
-        from .util.models import Model  # noqa: PLC0415
-
-        return {m.class_.__name__: m.class_ for m in Model.registry.mappers}
+        """The project's mapped classes, by class name."""
+        return {m.class_.__name__: m.class_ for m in self.registry.mappers}
 
     def shell_context(self) -> dict[str, t.Any]:
         return {"project": self, "app": self.app, "celery": self.celery, "db": self.db,
                 **self.models()}
 
 
-def _import_name(name: str) -> str:
-    from .tasks import slug  # noqa: PLC0415
+def prepare_import(root: Path) -> None:
+    """Put the project's folder first on ``sys.path``, as ``flask``'s command line does.
 
+    The ``flasker`` command and ``flasker.wsgi`` call it, so that the MODULES of the
+    ``.cfg`` found are imported from beside it.
+    """
+    folder = str(root)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+
+
+def _import_name(name: str) -> str:
     return slug(name).replace("-", "_")
 
 
-def _import(name: str, root: str) -> None:
+def _check_not_imported(modules: t.Sequence[str], source: Source | None = None) -> None:
+    """Refuse MODULES that this process imported already: they would not run for this project.
+
+    A module runs once per process, against the project that imported it; its routes,
+    tasks and models belong to that project. A second project must not silently get none.
+    """
+    imported = [name for name in modules if name in sys.modules]
+    if imported:
+        raise ConfigError(
+            f"Config 'PROJECT.MODULES' ({source}) names the module '{imported[0]}', which this"
+            " process has imported already (for another project, or before this project started): a"
+            " module runs once per process, so its routes, tasks and models belong to that"
+            " first import. Give each project of one process modules of its own names, and"
+            " let the project import its MODULES (do not import them beforehand)."
+        )
+
+
+def _import(name: str, root: Path, source: Source | None = None) -> None:
     try:
         importlib.import_module(name)
     except ModuleNotFoundError as e:
         if e.name is not None and name.startswith(e.name):
             raise ConfigError(
-                f"Config 'PROJECT.MODULES' names the module '{name}', which cannot"
-                f" be imported from '{root}': {e}."
+                f"Config 'PROJECT.MODULES' ({source}) names the module '{name}', which cannot be"
+                f" imported: {e}. The 'flasker' command imports MODULES from the project's folder"
+                f" ('{root}'); in your own code, put that folder on 'sys.path' first."
             ) from e
         raise
-
-
-def _forget_modules(modules: t.Iterable[str]) -> None:
-    """Drop the MODULES' packages from ``sys.modules`` so that this project imports them anew.
-
-    A second project in the same process (another test, another folder) must run
-    its modules' code against its own app. The models those modules mapped are
-    removed from ``Model``'s registry with them.
-    """
-    tops = {m.split(".")[0] for m in modules} - {"flasker"}
-    for name in [n for n in sys.modules if n.split(".")[0] in tops]:
-        del sys.modules[name]
-    from .util.models import forget_models  # noqa: PLC0415
-
-    # By package, not by sys.modules: a module that failed to import is gone from there
-    # already, but the classes it declared are still in the registry.
-    forget_models(tops)

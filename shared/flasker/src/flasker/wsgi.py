@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from .project import Project
+from .config import find_config_file
+from .logs import configure_logging
+from .project import Project, prepare_import
 
-project = Project()
+_path = find_config_file()
+prepare_import(_path.parent)
+project = Project(_path, load_modules=False)
+configure_logging(project.config)
+project.start()
 app = project.app

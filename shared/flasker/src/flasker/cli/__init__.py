@@ -2,43 +2,43 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import typing as t
 
 import click
+from flask.cli import ScriptInfo
 
+from ..config import ConfigError
 from .context import ProjectInfo
 
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
-COMMANDS = {
-    "beat": "flasker.cli.celery:beat",
-    "config": "flasker.cli.info:config",
-    "db": "flasker.cli.db:db",
-    "flower": "flasker.cli.celery:flower",
-    "load": "flasker.cli.load:load",
-    "new": "flasker.cli.new:new",
-    "ping": "flasker.cli.health:ping",
-    "routes": "flasker.cli.info:routes",
-    "server": "flasker.cli.serve:server",
-    "shell": "flasker.cli.shell:shell",
-    "web": "flasker.cli.serve:web",
-    "worker": "flasker.cli.celery:worker",
-}
+class Entry(t.NamedTuple):
+    """One command of the list: where it lives (``module:attribute``) and its short help."""
 
-HELP = {
-    "beat": "Run Celery beat, the periodic task scheduler.",
-    "config": "Print the effective configuration and where each value comes from.",
-    "db": "Create, drop and migrate the database (Alembic).",
-    "flower": "Run Flower, Celery's monitoring web UI.",
-    "load": "Load the rows of a CSV file into a model's table.",
-    "new": "Create a new project: basic (Flask + SQLAlchemy) or celery.",
-    "ping": "Health checks for containers: a URL, this host's worker, beat's heartbeat.",
-    "routes": "List the URL rules of the Flask app.",
-    "server": "Run the development server.",
-    "shell": "Open a shell with the project loaded, or run a script from stdin.",
-    "web": "Serve the app in production with gunicorn.",
-    "worker": "Run a Celery worker.",
+    target: str
+    help: str
+
+
+#: Every built-in command, by name. The help is repeated here so that ``flasker -h``
+#: lists the commands without importing their modules.
+COMMANDS: dict[str, Entry] = {
+    "beat": Entry("flasker.cli.celery:beat", "Run Celery beat, the periodic task scheduler."),
+    "config": Entry("flasker.cli.info:config",
+                    "Print the effective configuration and where each value comes from."),
+    "db": Entry("flasker.cli.db:db", "Create, drop and migrate the database (Alembic)."),
+    "flower": Entry("flasker.cli.celery:flower", "Run Flower, Celery's monitoring web UI."),
+    "load": Entry("flasker.cli.load:load", "Load the rows of a CSV file into a model's table."),
+    "new": Entry("flasker.cli.new:new",
+                 "Create a new project: basic (Flask + SQLAlchemy) or celery."),
+    "ping": Entry("flasker.cli.health:ping",
+                  "Health checks for containers: a URL, this host's worker, beat's heartbeat."),
+    "routes": Entry("flasker.cli.info:routes", "List the URL rules of the Flask app."),
+    "server": Entry("flasker.cli.serve:server", "Run the development server."),
+    "shell": Entry("flasker.cli.shell:shell",
+                   "Open a shell with the project loaded, or run a script from stdin."),
+    "web": Entry("flasker.cli.serve:web", "Serve the app in production with gunicorn."),
+    "worker": Entry("flasker.cli.celery:worker", "Run a Celery worker."),
 }
 
 
@@ -49,18 +49,28 @@ class LazyGroup(click.Group):
         return sorted({*COMMANDS, *super().list_commands(ctx)})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = COMMANDS.get(cmd_name)
-        if target is not None:
-            module, _, attr = target.partition(":")
+        entry = COMMANDS.get(cmd_name)
+        if entry is not None:
+            module, _, attr = entry.target.partition(":")
             return t.cast(click.Command, getattr(importlib.import_module(module), attr))
         command = super().get_command(ctx, cmd_name)
         if command is not None:
             return command
         return self._app_command(ctx, cmd_name)
 
-    def invoke(self, ctx: click.Context) -> t.Any:
-        from ..config import ConfigError  # noqa: PLC0415
+    def resolve_command(self, ctx: click.Context, args: list[str]
+                        ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as e:
+            # click suggests among the commands it holds; these are imported when called.
+            name = args[0] if args else ""
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=1, cutoff=0.6)
+            if close and "Did you mean" not in e.message:
+                raise click.UsageError(f"{e.message} Did you mean '{close[0]}'?", e.ctx) from None
+            raise
 
+    def invoke(self, ctx: click.Context) -> t.Any:
         try:
             return super().invoke(ctx)
         except ConfigError as e:  # however deep it was found: a sentence, not a traceback
@@ -68,7 +78,7 @@ class LazyGroup(click.Group):
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Short help without importing every command module.
-        rows = [(name, HELP.get(name, "")) for name in self.list_commands(ctx)]
+        rows = [(name, self._short_help(ctx, name)) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
         project_rows, problem = self._app_commands(ctx)
@@ -78,6 +88,13 @@ class LazyGroup(click.Group):
         elif problem:
             formatter.write_paragraph()
             formatter.write_text(f"The project's own commands cannot be listed: {problem}")
+
+    def _short_help(self, ctx: click.Context, name: str) -> str:
+        entry = COMMANDS.get(name)
+        if entry is not None:
+            return entry.help
+        command = super().get_command(ctx, name)  # one added with 'cli.add_command'
+        return command.get_short_help_str(limit=70) if command is not None else ""
 
     @staticmethod
     def _app_commands(ctx: click.Context) -> tuple[list[tuple[str, str]], str | None]:
@@ -111,17 +128,17 @@ class LazyGroup(click.Group):
         project = info.load()
         command = project.app.cli.get_command(ctx, cmd_name)
         if command is not None:
-            from flask.cli import ScriptInfo  # noqa: PLC0415
-
-            # Flask's commands ('with_appcontext') look for a ScriptInfo in the context.
-            script_info = ScriptInfo(create_app=lambda: project.app, set_debug_flag=False,
-                                     load_dotenv_defaults=False)
-            script_info._loaded_app = project.app
-            ctx.obj = script_info
+            # Flask's commands ('with_appcontext') load the app through the ScriptInfo they
+            # find in the context: hand it the project's app.
+            ctx.obj = ScriptInfo(create_app=lambda: project.app, set_debug_flag=False,
+                                 load_dotenv_defaults=False)
         return command
 
 
-@click.group("flasker", cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
+# Subcommands inherit the help options and the width from this context (click passes
+# them down to every child context).
+@click.group("flasker", cls=LazyGroup,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
               help="The project's .cfg file (default: $FLASKER_CONFIG, else the only *.cfg"
                    " in the current folder).")

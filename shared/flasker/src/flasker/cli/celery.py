@@ -8,15 +8,15 @@ from pathlib import Path
 
 import click
 
+from ..config import slug, state_folder
 from .context import ProjectInfo
 
-PASS_THROUGH = {"help_option_names": ["-h", "--help"], "ignore_unknown_options": True}
+# Options these commands do not know are Celery's (or Flower's), passed on unchanged.
+PASS_THROUGH = {"ignore_unknown_options": True}
 
 
 def node_name(project_name: str) -> str:
     """The worker's node name: unique per project and host (``%h`` is Celery's hostname)."""
-    from ..tasks import slug  # noqa: PLC0415
-
     return f"{slug(project_name)}@%h"
 
 
@@ -59,16 +59,25 @@ def beat(info: ProjectInfo, loglevel: str | None, celery_args: tuple[str, ...]) 
     """Run Celery beat with its schedule, pid and heartbeat files in the state folder.
 
     Arguments after '--' go to 'celery beat' unchanged. Only one beat may run per
-    project: a second one finds the pid file and stops.
+    project: with a Redis broker a second one finds the lock in Redis and stops, with
+    the embedded broker it finds the pid file. Each slot of a periodic task is recorded
+    before its task is sent: a beat killed in the middle of a send sends that slot again
+    once restarted, and the worker runs only one of the two (flasker.beat).
     """
-    from ..beat import BeatLocked, check_lock  # noqa: PLC0415
-    from ..tasks import state_folder  # noqa: PLC0415
+    from celery.signals import beat_init  # noqa: PLC0415 (Celery is slow to import)
+
+    from ..beat import (  # noqa: PLC0415 (it imports Celery)
+        BeatLocked,
+        BrokerUnreachable,
+        check_lock,
+        stop_on_signals,
+    )
 
     project = info.load()
     celery = project.celery
     try:
         check_lock(celery)
-    except BeatLocked as e:
+    except (BeatLocked, BrokerUnreachable) as e:
         raise click.ClickException(str(e)) from None
     state = state_folder(project.config)
     state.mkdir(parents=True, exist_ok=True)
@@ -79,6 +88,7 @@ def beat(info: ProjectInfo, loglevel: str | None, celery_args: tuple[str, ...]) 
             "--scheduler", "flasker.beat:HeartbeatScheduler"]
     if not _has(celery_args, "-s", "--schedule"):
         argv += ["--schedule", celery.conf.beat_schedule_filename]
+    beat_init.connect(stop_on_signals, weak=False)
     celery.set_default()
     raise SystemExit(celery.start([*argv, *celery_args]))
 
@@ -100,7 +110,7 @@ def _remove_own_pidfile(pidfile: Path) -> None:
 def flower(info: ProjectInfo, port: int, address: str, flower_args: tuple[str, ...]) -> None:
     """Run Flower for this project; arguments after '--' go to Flower unchanged."""
     try:
-        import flower as _  # noqa: F401, PLC0415
+        import flower as _  # noqa: F401, PLC0415 (an optional extra, checked when asked for)
     except ImportError:
         raise click.ClickException(
             "Flower is not installed. Install it with: pip install 'flasker[flower]'"

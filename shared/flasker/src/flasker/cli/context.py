@@ -8,9 +8,9 @@ import typing as t
 
 import click
 
-if t.TYPE_CHECKING:
-    from ..config import Config
-    from ..project import Project
+from ..config import Config, ConfigError, find_config_file, load_config
+from ..logs import configure_logging
+from ..project import Project, prepare_import
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 
@@ -23,8 +23,6 @@ class ProjectInfo:
         self._project: Project | None = None
 
     def findable(self) -> bool:
-        from ..config import ConfigError, find_config_file  # noqa: PLC0415
-
         try:
             find_config_file(self.config_path)
         except ConfigError:
@@ -32,8 +30,6 @@ class ProjectInfo:
         return True
 
     def load_config(self) -> Config:
-        from ..config import ConfigError, load_config  # noqa: PLC0415
-
         try:
             return load_config(self.config_path)
         except ConfigError as e:
@@ -41,14 +37,16 @@ class ProjectInfo:
 
     def load(self, overrides: t.Mapping[str, t.Mapping[str, t.Any]] | None = None) -> Project:
         if self._project is None:
-            from ..config import ConfigError, find_config_file  # noqa: PLC0415
-            from ..project import Project  # noqa: PLC0415
-
             try:
                 path = find_config_file(self.config_path)
                 # Child processes (the reloader, gunicorn) find the same file.
                 os.environ["FLASKER_CONFIG"] = str(path)
-                self._project = Project(path, overrides=overrides)
+                prepare_import(path.parent)
+                project = Project(path, overrides=overrides, load_modules=False)
+                # The command's process logs as the project says, from its first module on.
+                configure_logging(project.config)
+                project.start()
+                self._project = project
             except ConfigError as e:
                 raise click.ClickException(str(e)) from e
         return self._project

@@ -5,21 +5,20 @@ from __future__ import annotations
 import time
 import typing as t
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import click
 
+from ..project import Project
+from .celery import node_name
 from .context import pass_project
 
-if t.TYPE_CHECKING:
-    from ..project import Project
-
-SETTINGS = {"help_option_names": ["-h", "--help"]}
 BODY_LIMIT = 300
 
 
-@click.group(context_settings=SETTINGS)
+@click.group()
 def ping() -> None:
     """Check that a role answers: exit 0 when it does, else 1 with the reason.
 
@@ -28,7 +27,7 @@ def ping() -> None:
     """
 
 
-@ping.command(context_settings=SETTINGS)
+@ping.command()
 @click.argument("url")
 @click.option("--timeout", default=3.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds to wait for the answer.")
@@ -36,6 +35,14 @@ def url(url: str, timeout: float) -> None:
     """GET URL and succeed on a 2xx answer (such as /readyz or Flower's /healthcheck)."""
     if not url.startswith(("http://", "https://")):
         raise click.UsageError(f"The URL {url!r} must start with 'http://' or 'https://'.")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        valid = bool(parts.hostname) and (parts.port or 0) >= 0  # .port checks the number
+    except ValueError:
+        valid = False
+    if not valid:
+        raise click.UsageError(f"The URL {url!r} is not a valid URL, such as"
+                               " 'http://127.0.0.1:8000/readyz'.")
     try:
         with urllib.request.urlopen(url, timeout=timeout) as reply:  # noqa: S310 (scheme checked)
             status = reply.status
@@ -53,15 +60,13 @@ def url(url: str, timeout: float) -> None:
 
 
 def _own_node(project: Project) -> str:
-    from celery.utils.nodenames import host_format  # noqa: PLC0415
-
-    from .celery import node_name  # noqa: PLC0415
+    from celery.utils.nodenames import host_format  # noqa: PLC0415 (Celery is slow to import)
 
     # '%h' is the host name, as the worker expands it for its own node name.
     return t.cast(str, host_format(node_name(project.name)))
 
 
-@ping.command(context_settings=SETTINGS)
+@ping.command()
 @click.option("--node", help="The worker's node name (default: this project on this host, as"
                              " 'flasker worker' names it).")
 @click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(min=0.1),
@@ -70,8 +75,9 @@ def _own_node(project: Project) -> str:
 def worker(project: Project, node: str | None, timeout: float) -> None:
     """Ping one worker node through the broker (a cheap remote-control round trip)."""
     node = node or _own_node(project)
+    celery = project.celery  # a bad setting is a configuration error, not an unreachable broker
     try:
-        replies = project.celery.control.ping(destination=[node], timeout=timeout)
+        replies = celery.control.ping(destination=[node], timeout=timeout)
     except Exception as e:  # kombu raises many kinds; each means the broker is unreachable
         raise click.ClickException(
             f"Cannot ping the worker '{node}': the broker is unreachable"
@@ -85,14 +91,14 @@ def worker(project: Project, node: str | None, timeout: float) -> None:
     click.echo(f"{node}: pong")
 
 
-@ping.command(context_settings=SETTINGS)
+@ping.command()
 @click.option("--max-age", type=click.FloatRange(min=1),
               help="Seconds after which the heartbeat is stale (default: three times"
                    " beat_max_loop_interval).")
 @pass_project
 def beat(project: Project, max_age: float | None) -> None:
     """Check that beat's heartbeat file (touched on every tick) is fresh."""
-    from ..beat import HEARTBEAT_FILE, silent_limit  # noqa: PLC0415
+    from ..beat import HEARTBEAT_FILE, silent_limit  # noqa: PLC0415 (it imports Celery)
 
     conf = project.celery.conf
     limit = max_age or silent_limit(project.celery)

@@ -2,32 +2,32 @@
 
 from __future__ import annotations
 
+import json
 import typing as t
 
 import click
 
+from ..config import mask
+from ..project import Project
 from .context import ProjectInfo, pass_project
-
-if t.TYPE_CHECKING:
-    from ..project import Project
 
 
 def _show(value: t.Any) -> str:
-    import json  # noqa: PLC0415
-
     if isinstance(value, str):
         return value
     return json.dumps(value, default=str)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command()
 @click.option("-s", "--section", help="Only this section.")
 @click.pass_obj
 def config(info: ProjectInfo, section: str | None) -> None:
     """Print the effective configuration, each value with its source; secrets masked."""
-    from ..config import mask  # noqa: PLC0415
-
     cfg = info.load_config()
+    if section and section.upper() not in cfg.sections:
+        names = ", ".join(f"'{name}'" for name in sorted(cfg.sections))
+        raise click.BadParameter(f"The configuration has no section [{section.upper()}];"
+                                 f" its sections: {names}.", param_hint="'-s' / '--section'")
     click.echo(f"# {cfg.path}")
     for name in sorted(cfg.sections):
         if section and name != section.upper():
@@ -40,7 +40,7 @@ def config(info: ProjectInfo, section: str | None) -> None:
             click.echo(f"{key:<{width}} = {_show(mask(key, entry.value))}  # {entry.source}")
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command()
 @pass_project
 def routes(project: Project) -> None:
     """List the URL rules of the Flask app: endpoint, methods and rule."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import sys
 import typing as t
@@ -9,18 +10,17 @@ from pathlib import Path
 
 import click
 
+from ..project import Project
+from ..util.csv import CSVError, LoadError, LoadResult, count_lines, load_csv
 from .context import pass_project
 
 if t.TYPE_CHECKING:
-    from click._termui_impl import ProgressBar
-
-    from ..project import Project
-    from ..util.csv import LoadResult
+    from click._termui_impl import ProgressBar  # click's private module: for the type only
 
 SHOWN_ERRORS = 20
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command()
 @click.argument("model")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--batch", default=1000, show_default=True, type=click.IntRange(min=1),
@@ -38,15 +38,11 @@ def load(project: Project, model: str, file: Path, batch: int, dry_run: bool,
          on_error: t.Literal["skip", "stop"], encoding: str) -> None:
     """Load the rows of FILE (CSV with a header row) into the table of MODEL.
 
-    MODEL is a class of flasker.util.Model in the project's MODULES. The header names
+    MODEL is a class of flasker.Model in the project's MODULES. The header names
     its columns; fields are converted to the columns' types and an empty field is
     NULL (except in text columns). The load is one transaction: it is written
     whole, or (when it stops) not at all.
     """
-    import codecs  # noqa: PLC0415
-
-    from ..util.csv import CSVError, LoadError, count_lines, load_csv  # noqa: PLC0415
-
     try:
         codecs.lookup(encoding)
     except LookupError:

@@ -7,10 +7,11 @@ import sys
 
 import click
 
+from ..security import plain_http_cookies
 from .context import ProjectInfo
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("-p", "--port", default=5000, show_default=True, type=int, help="Port to bind.")
 @click.option("-d", "--debug", is_flag=True, help="Debug mode: reloader and interactive debugger.")
@@ -19,11 +20,11 @@ def server(info: ProjectInfo, host: str, port: int, debug: bool) -> None:
     """Run Flask's development server (never in production: use 'flasker web')."""
     overrides = {"APP": {"DEBUG": True}} if debug else None
     project = info.load(overrides)
+    plain_http_cookies(project.app, project.config)
     project.app.run(host=host, port=port, debug=debug, use_reloader=debug)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"],
-                                 "ignore_unknown_options": True})
+@click.command(context_settings={"ignore_unknown_options": True})  # gunicorn's options
 @click.option("-b", "--bind", help="Address to bind, such as 0.0.0.0:8000 (gunicorn's -b).")
 @click.option("-w", "--workers", type=int,
               help="Worker processes (default: $WEB_CONCURRENCY or 1).")

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
+import code
 import sys
 import traceback
 import typing as t
 
 import click
 
+from ..project import Project
 from .context import pass_project
 
-if t.TYPE_CHECKING:
-    from ..project import Project
 
-
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command()
 @click.option("--plain", is_flag=True, help="Use Python's own shell even when IPython is there.")
 @pass_project
 def shell(project: Project, plain: bool) -> None:
@@ -32,14 +31,12 @@ def shell(project: Project, plain: bool) -> None:
                   f"Names: {', '.join(sorted(namespace))}")
         if not plain:
             try:
-                from IPython import start_ipython  # noqa: PLC0415
+                from IPython import start_ipython  # noqa: PLC0415 (optional, and slow to import)
             except ImportError:
                 pass
             else:
                 start_ipython(argv=["--no-banner"], user_ns=namespace, display_banner=False)
                 return
-        import code  # noqa: PLC0415
-
         code.interact(banner=banner, local=namespace, exitmsg="")
 
 

@@ -1,10 +1,11 @@
-"""Cached properties, and ``Cacheable``: a model mixin whose cached properties persist.
+"""Stored properties, and ``Cacheable``: a model mixin whose stored properties persist.
 
-``@cached_property`` computes a value on first access and keeps it on the instance
-(``None``, ``0`` and ``False`` included), optionally for a limited time. On a
-:class:`Cacheable` model the values are kept in the row itself (the JSON column
-``_cache``, saved when the session commits) or, when ``[CACHE] URL`` names a Redis
-server, in one Redis hash per row.
+``@stored_property`` computes a value on first access and stores it for the instance
+(``None``, ``0`` and ``False`` included), optionally for a limited time. Unlike
+``functools.cached_property`` the value can expire, and on a :class:`Cacheable` model it
+outlives the instance: it is kept in the row itself (the JSON column ``_cache``, saved
+when the session commits) or, when ``[CACHE] URL`` names a Redis server, in one Redis
+hash per row.
 """
 
 from __future__ import annotations
@@ -15,32 +16,20 @@ import typing as t
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from flask import current_app, has_app_context
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..config import ConfigError, Option, section_options, to_str
 from .json import dumps, loads
 
 if t.TYPE_CHECKING:
-    from flask import Flask
     from redis import Redis
-
-    from ..project import Project
 
 T = t.TypeVar("T")
 
 Expiration = int | float | dt.timedelta | None
 
-CACHE_SECTION = "CACHE"
+#: The key of the app's :class:`CacheSettings` in ``app.extensions``.
 EXTENSION_KEY = "flasker_cache"
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
-
-CACHE_OPTIONS: tuple[Option, ...] = (
-    Option("URL", to_str, None,
-           "Where Cacheable models keep their cache: unset for the row's '_cache' column,"
-           " or a redis://, rediss:// or unix:// URL."),
-    Option("PREFIX", to_str, None,
-           "Prefix of the Redis keys; default 'flasker:<project>:cache:'."),
-)
 
 
 def _seconds(expiration: Expiration, what: str) -> float | None:
@@ -66,7 +55,7 @@ def _seconds(expiration: Expiration, what: str) -> float | None:
 
 @dataclass(frozen=True)
 class CacheEntry:
-    """One cached value, when it was computed and when it expires (``None``: never)."""
+    """One stored value, when it was computed and when it expires (``None``: never)."""
 
     value: t.Any
     updated: float
@@ -101,7 +90,7 @@ class CacheEntry:
 
 
 class Store(t.Protocol):
-    """Where the cached values of one instance are kept."""
+    """Where the stored values of one instance are kept."""
 
     def get(self, name: str) -> CacheEntry | None: ...
 
@@ -117,7 +106,7 @@ class Store(t.Protocol):
 class MemoryStore:
     """Entries in the instance's ``__dict__``: the store of plain objects."""
 
-    ATTRIBUTE = "_flasker_cached"
+    ATTRIBUTE = "_flasker_stored"
 
     def __init__(self, instance: t.Any) -> None:
         self.entries: dict[str, CacheEntry] = instance.__dict__.setdefault(self.ATTRIBUTE, {})
@@ -211,27 +200,26 @@ def store_for(instance: t.Any) -> Store:
 # -- the descriptor ---------------------------------------------------------------------------
 
 
-class CachedProperty(t.Generic[T]):
-    """A property computed on first access and kept (see :func:`cached_property`)."""
+class StoredProperty(t.Generic[T]):
+    """A property computed on first access and kept (see :func:`stored_property`)."""
 
     def __init__(self, func: t.Callable[[t.Any], T], expiration: Expiration = None) -> None:
         self.func = func
         self.name = func.__name__
-        self.expiration = _seconds(expiration, f"the cached property '{self.name}'")
+        self.expiration = _seconds(expiration, f"the stored property '{self.name}'")
         self.__doc__ = func.__doc__
-        self.__wrapped__ = func
 
     def __set_name__(self, owner: type[t.Any], name: str) -> None:
         self.name = name
 
     @t.overload
-    def __get__(self, instance: None, owner: type[t.Any] | None = None) -> CachedProperty[T]: ...
+    def __get__(self, instance: None, owner: type[t.Any] | None = None) -> StoredProperty[T]: ...
 
     @t.overload
     def __get__(self, instance: object, owner: type[t.Any] | None = None) -> T: ...
 
     def __get__(self, instance: object | None,
-                owner: type[t.Any] | None = None) -> T | CachedProperty[T]:
+                owner: type[t.Any] | None = None) -> T | StoredProperty[T]:
         if instance is None:
             return self
         store = store_for(instance)
@@ -241,18 +229,18 @@ class CachedProperty(t.Generic[T]):
         return self.refresh(instance, store=store)
 
     def __set__(self, instance: object, value: T) -> None:
-        """Cache ``value`` as if it had been computed now."""
+        """Store ``value`` as if it had been computed now."""
         self._store(instance, store_for(instance), value, self.expiration)
 
     def __delete__(self, instance: object) -> None:
-        """Forget the cached value: the next access computes it again."""
+        """Forget the stored value: the next access computes it again."""
         store_for(instance).delete([self.name])
 
     def refresh(self, instance: object, expiration: Expiration = None,
                 store: Store | None = None) -> T:
-        """Compute the value now and cache it (for ``expiration``, else the property's)."""
+        """Compute the value now and store it (for ``expiration``, else the property's)."""
         seconds = self.expiration if expiration is None else _seconds(
-            expiration, f"the cached property '{self.name}'"
+            expiration, f"the stored property '{self.name}'"
         )
         return self._store(instance, store or store_for(instance), self.func(instance), seconds)
 
@@ -263,7 +251,7 @@ class CachedProperty(t.Generic[T]):
                 value = loads(dumps(value))
             except TypeError as e:
                 raise TypeError(
-                    f"The cached property '{type(instance).__name__}.{self.name}' returned a"
+                    f"The stored property '{type(instance).__name__}.{self.name}' returned a"
                     f" value that cannot be kept as JSON: {e}"
                 ) from None
         now = time.time()
@@ -272,39 +260,39 @@ class CachedProperty(t.Generic[T]):
 
 
 @t.overload
-def cached_property(func: t.Callable[[t.Any], T], /) -> CachedProperty[T]: ...
+def stored_property(func: t.Callable[[t.Any], T], /) -> StoredProperty[T]: ...
 
 
 @t.overload
-def cached_property(
+def stored_property(
     *, expiration: Expiration = None
-) -> t.Callable[[t.Callable[[t.Any], T]], CachedProperty[T]]: ...
+) -> t.Callable[[t.Callable[[t.Any], T]], StoredProperty[T]]: ...
 
 
-def cached_property(
+def stored_property(
     func: t.Callable[[t.Any], T] | None = None, /, *, expiration: Expiration = None
-) -> CachedProperty[T] | t.Callable[[t.Callable[[t.Any], T]], CachedProperty[T]]:
-    """A property computed on first access and cached per instance.
+) -> StoredProperty[T] | t.Callable[[t.Callable[[t.Any], T]], StoredProperty[T]]:
+    """A property computed on first access and stored per instance.
 
-    Falsy values (``None``, ``0``, ``""``, ``False``) are cached like any other.
+    Falsy values (``None``, ``0``, ``""``, ``False``) are stored like any other.
     ``expiration`` (seconds or a ``timedelta``) makes the value computed again once
-    it is that old. Assigning to the property caches the assigned value; ``del``
+    it is that old. Assigning to the property stores the assigned value; ``del``
     forgets it.
 
     ::
 
         class Report:
-            @cached_property
+            @stored_property
             def total(self) -> int: ...
 
-            @cached_property(expiration=60)
+            @stored_property(expiration=60)
             def rates(self) -> dict[str, float]: ...
     """
     if func is not None:
-        return CachedProperty(func)
+        return StoredProperty(func)
 
-    def decorate(f: t.Callable[[t.Any], T]) -> CachedProperty[T]:
-        return CachedProperty(f, expiration)
+    def decorate(f: t.Callable[[t.Any], T]) -> StoredProperty[T]:
+        return StoredProperty(f, expiration)
 
     return decorate
 
@@ -331,56 +319,27 @@ class CacheSettings:
         return self._clients[self.url]
 
 
-def cache_settings(project: Project) -> CacheSettings:
-    """Resolve the ``[CACHE]`` section of ``project``: a ``ConfigError`` names a bad value."""
-    options = section_options(project.config, CACHE_SECTION, CACHE_OPTIONS)
-    url = options["URL"] or None
-    if url is None:
-        return CacheSettings(None, options["PREFIX"] or "", {})
-    if not url.startswith(REDIS_SCHEMES):
-        source = project.config.source_of(CACHE_SECTION, "URL")
-        raise ConfigError(
-            f"Config 'CACHE.URL' has value {url!r} ({source}). Expected a redis://, rediss://"
-            " or unix:// URL, or no value to keep the cache in the database."
-        )
-    # Imported here: 'tasks' imports Celery, which a project without Redis need not load.
-    from ..tasks import slug  # noqa: PLC0415
-
-    prefix = options["PREFIX"] or f"flasker:{slug(project.name)}:cache:"
-    return CacheSettings(url, prefix, {})
-
-
-def init_cache(app: Flask) -> CacheSettings:
-    """Read the ``[CACHE]`` section of the app's project now, so a bad value stops start-up."""
-    settings = cache_settings(app.extensions["flasker"])
-    app.extensions[EXTENSION_KEY] = settings
-    return settings
-
-
 def _current_settings() -> CacheSettings | None:
-    from ..globals import current_project, has_project  # noqa: PLC0415
-
-    if not has_project():
+    """The cache settings of the app whose context is pushed (the project's ``[CACHE]``)."""
+    if not has_app_context():
         return None
-    app = current_project.app
-    settings = app.extensions.get(EXTENSION_KEY)
-    return settings if settings is not None else init_cache(app)
+    return t.cast("CacheSettings | None", current_app.extensions.get(EXTENSION_KEY))
 
 
 class Cacheable:
-    """A model mixin whose cached properties persist between sessions and processes.
+    """A model mixin whose stored properties persist between sessions and processes.
 
     Values live in the row's ``_cache`` JSON column (written when the session
     commits) or, when ``[CACHE] URL`` names a Redis server, in Redis. As they are
     kept as JSON, a property gives back JSON types (a datetime as its ISO string).
-    Outside a project (no ``current_project``) the column is used.
+    Outside an app context the column is used.
 
     ::
 
         class House(Cacheable, Model):
             id: Mapped[int] = mapped_column(primary_key=True)
 
-            @cached_property(expiration=3600)
+            @stored_property(expiration=3600)
             def valuation(self) -> float: ...
     """
 
@@ -398,12 +357,12 @@ class Cacheable:
         return RedisStore(self, settings.client(), settings.prefix)
 
     @classmethod
-    def cached_properties(cls) -> dict[str, CachedProperty[t.Any]]:
-        """The class's cached properties, by name."""
-        found: dict[str, CachedProperty[t.Any]] = {}
+    def stored_properties(cls) -> dict[str, StoredProperty[t.Any]]:
+        """The class's stored properties, by name."""
+        found: dict[str, StoredProperty[t.Any]] = {}
         for klass in reversed(cls.__mro__):
             for name, value in vars(klass).items():
-                if isinstance(value, CachedProperty):
+                if isinstance(value, StoredProperty):
                     found[name] = value
                 elif name in found:
                     del found[name]  # overridden by something else
@@ -411,14 +370,14 @@ class Cacheable:
 
     def refresh_cache(self, names: str | t.Iterable[str] | None = None,
                       expiration: Expiration = None) -> dict[str, t.Any]:
-        """Compute cached properties now and return their values by name.
+        """Compute stored properties now and return their values by name.
 
         :param names: the properties to refresh; all of them by default, which also
             drops entries of properties the class no longer has.
         :param expiration: seconds (or a ``timedelta``) these values stay fresh,
             instead of each property's own expiration.
         """
-        properties = self.cached_properties()
+        properties = self.stored_properties()
         store = self._cache_store()
         if names is None:
             chosen = list(properties)
@@ -430,14 +389,14 @@ class Cacheable:
             if unknown:
                 valid = ", ".join(f"'{n}'" for n in properties) or "none"
                 raise ValueError(
-                    f"'{type(self).__name__}' has no cached property '{unknown[0]}'."
-                    f" Its cached properties: {valid}."
+                    f"'{type(self).__name__}' has no stored property '{unknown[0]}'."
+                    f" Its stored properties: {valid}."
                 )
         return {name: properties[name].refresh(self, expiration, store) for name in chosen}
 
     def view_cache(self) -> dict[str, CacheEntry]:
-        """The values of the cached properties kept now and still fresh, with their times."""
-        properties = self.cached_properties()
+        """The values of the stored properties kept now and still fresh, with their times."""
+        properties = self.stored_properties()
         return {
             name: entry for name, entry in self._cache_store().all().items()
             if name in properties and not entry.expired

@@ -1,8 +1,9 @@
 """``SmartDictReader``: ``csv.DictReader`` with typed fields, and ``load_csv`` into a model.
 
-Fields are converted by a given mapping (column → type) or by guessing; a bad row
-is reported with its line number and either stops the read or is skipped and
-counted. :func:`load_csv` is what ``flasker load`` runs.
+Fields are converted by a given mapping (column → type) or by guessing, with the
+spellings of :mod:`flasker.util.convert`; a bad row is reported with its line
+number and either stops the read or is skipped and counted. :func:`load_csv` is
+what ``flasker load`` runs.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import csv
 import datetime as dt
 import decimal
 import difflib
-import re
 import time
 import typing as t
 import uuid
@@ -21,7 +21,19 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from .json import loads
+from .convert import (
+    guess,
+    to_bool,
+    to_date,
+    to_datetime,
+    to_decimal,
+    to_float,
+    to_int,
+    to_json,
+    to_str,
+    to_time,
+    to_uuid,
+)
 
 if t.TYPE_CHECKING:
     import os
@@ -58,79 +70,6 @@ class RowError(t.NamedTuple):
 
 # -- converting fields ------------------------------------------------------------------------
 
-_TRUE = frozenset({"true", "t", "yes", "y", "1", "on"})
-_FALSE = frozenset({"false", "f", "no", "n", "0", "off"})
-
-
-def to_bool(raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ValueError("not a boolean (true/false, yes/no, 1/0)")
-
-
-def to_int(raw: str) -> int:
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError("not an integer") from None
-
-
-def to_float(raw: str) -> float:
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError("not a number") from None
-
-
-def to_decimal(raw: str) -> decimal.Decimal:
-    try:
-        return decimal.Decimal(raw.strip())
-    except decimal.InvalidOperation:
-        raise ValueError("not a decimal number") from None
-
-
-def to_date(raw: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(raw.strip())
-    except ValueError:
-        raise ValueError("not a date (YYYY-MM-DD)") from None
-
-
-def to_datetime(raw: str) -> dt.datetime:
-    try:
-        return dt.datetime.fromisoformat(raw.strip())
-    except ValueError:
-        raise ValueError("not a date and time (YYYY-MM-DDTHH:MM:SS)") from None
-
-
-def to_time(raw: str) -> dt.time:
-    try:
-        return dt.time.fromisoformat(raw.strip())
-    except ValueError:
-        raise ValueError("not a time (HH:MM:SS)") from None
-
-
-def to_uuid(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw.strip())
-    except ValueError:
-        raise ValueError("not a UUID") from None
-
-
-def to_json(raw: str) -> t.Any:
-    try:
-        return loads(raw)
-    except ValueError:
-        raise ValueError("not valid JSON") from None
-
-
-def to_str(raw: str) -> str:
-    return raw
-
-
 CONVERTERS: dict[t.Any, Converter] = {
     bool: to_bool, int: to_int, float: to_float, decimal.Decimal: to_decimal,
     dt.datetime: to_datetime, dt.date: to_date, dt.time: to_time, uuid.UUID: to_uuid,
@@ -138,36 +77,6 @@ CONVERTERS: dict[t.Any, Converter] = {
     "bool": to_bool, "int": to_int, "float": to_float, "decimal": to_decimal,
     "datetime": to_datetime, "date": to_date, "time": to_time, "uuid": to_uuid, "str": to_str,
 }
-
-_INT = re.compile(r"[+-]?(?:0|[1-9][0-9]*)")
-_FLOAT = re.compile(r"[+-]?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_DATETIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}.*")
-
-
-def guess(raw: str) -> t.Any:
-    """The value ``raw`` most likely holds: int, float, bool, date, datetime, JSON or itself.
-
-    Conservative: ``007`` stays a string (a leading zero is part of a code), only
-    ``true``/``false`` are booleans, and anything that fails to parse stays text.
-    """
-    if _INT.fullmatch(raw):
-        return int(raw)
-    if _FLOAT.fullmatch(raw):
-        return float(raw)
-    lowered = raw.lower()
-    if lowered == "true":
-        return True
-    if lowered == "false":
-        return False
-    with contextlib.suppress(ValueError):
-        if _DATE.fullmatch(raw):
-            return dt.date.fromisoformat(raw)
-        if _DATETIME.fullmatch(raw):
-            return dt.datetime.fromisoformat(raw)
-        if raw[:1] in ("{", "["):
-            return loads(raw)
-    return raw
 
 
 def converter(kind: FieldType) -> Converter:

@@ -1,4 +1,4 @@
-"""The one JSON serializer of flasker (the API extension and ``jsonify`` share it), on orjson.
+"""The one JSON serializer of flasker (the API extension and ``to_json_data`` share it).
 
 orjson writes datetimes (ISO 8601), dates, UUIDs, enums and dataclasses itself;
 ``default`` adds decimals (as strings, never rounded through a float), sets, and

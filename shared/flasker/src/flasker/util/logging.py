@@ -1,4 +1,6 @@
-"""``Loggable``: a mixin giving objects a logger and messages that say which object speaks."""
+"""``Loggable``: a mixin giving objects a logger and messages that say which object speaks;
+``one_line``: an error as one line of a log.
+"""
 
 from __future__ import annotations
 
@@ -49,3 +51,15 @@ class Loggable:
 
     def error(self, msg: str, *args: t.Any, **kwargs: t.Any) -> None:
         self._log(logging.ERROR, msg, args, kwargs)
+
+
+def one_line(error: BaseException) -> str:
+    """``error`` as one line for a log: its type and its message's first line.
+
+    A driver's error wrapped by SQLAlchemy is told by its own (``orig``): the line names
+    ``AdminShutdown``, not ``OperationalError``.
+    """
+    original = getattr(error, "orig", None) or error
+    text = str(original).strip()
+    line = text.splitlines()[0] if text else ""
+    return f"{type(original).__name__}: {line}" if line else type(original).__name__

@@ -13,24 +13,40 @@ import datetime as dt
 import decimal
 import enum
 import math
-import re
 import typing as t
 import uuid
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from ...util.convert import (
+    NUMBER,
+    to_bool,
+    to_date,
+    to_datetime,
+    to_decimal,
+    to_float,
+    to_int,
+    to_time,
+    to_uuid,
+)
+
 # Integer ranges of the portable SQL types (SQLite stores 64 bits; PostgreSQL's INTEGER is 32).
 _INT_BITS = ((sa.SmallInteger, 16), (sa.BigInteger, 64), (sa.Integer, 32))
-_NUMBER = re.compile(r"-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?")
-_DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
-_INTEGER = re.compile(r"[+-]?\d+")
-_NAIVE_DATETIME = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?$"
-_NAIVE_TIME = r"^\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?$"
-_TRUE = {"true", "1", "yes", "on"}
+# The dates and times Python's fromisoformat reads, as patterns a schema validator checks:
+# years 0001-9999, months 01-12, the days each month has (29 February in leap years only),
+# hours 00-23, minutes and seconds 00-59. [0-9], not \d: ASCII digits only, as the server reads.
+_YEAR = r"(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
+_LEAP_YEAR = r"([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)"
+MONTH_DAY = (r"((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
+              r"|02-(0[1-9]|1[0-9]|2[0-8]))")
+_CLOCK = r"([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?"
+_NAIVE_DATETIME = f"^({_YEAR}-{MONTH_DAY}|{_LEAP_YEAR}-02-29)[T ]{_CLOCK}$"
+_NAIVE_TIME = f"^{_CLOCK}$"
+#: Text without a NUL character (ECMA-262, as JSON Schema reads patterns).
+NO_NUL = r"^[^\u0000]*$"
 # Decimals beyond 10**±1000 are refused rather than overflowing a database's NUMERIC.
 MAX_EXPONENT = 1000
-_FALSE = {"false", "0", "no", "off"}
 
 
 class Invalid(ValueError):
@@ -65,25 +81,22 @@ class Kind:
         return value if reader is None else reader(value)
 
     def from_text(self, text: str) -> t.Any:
-        """Convert query-string or path text (a filter value, a key) to what the column stores."""
+        """Convert query-string or path text (a filter value, a key) to what the column stores.
+
+        Text is read with the spellings of :mod:`flasker.util.convert`, as in the
+        configuration and CSV files.
+        """
         if "\x00" in text:
             raise Invalid("contains a NUL character")
         name = self.name
         if name == "integer":
-            if not _INTEGER.fullmatch(text.strip()):
-                raise Invalid(f"{text!r} is not an integer")
-            return self._json_integer(int(text))
+            return self._json_integer(_read(to_int, text))
         if name in ("number", "interval"):
-            if not _NUMBER.fullmatch(text.strip()):
-                raise Invalid(f"{text!r} is not a number")
-            return self.from_json(float(text))
+            return self.from_json(_read(to_float, text))
         if name == "decimal":
-            return self._json_decimal(text.strip(), check_scale=False)
+            return self._json_decimal(text, check_scale=False)
         if name == "boolean":
-            lowered = text.strip().lower()
-            if lowered in _TRUE or lowered in _FALSE:
-                return lowered in _TRUE
-            raise Invalid(f"{text!r} is not a boolean (true or false)")
+            return _read(to_bool, text)
         if name == "enum":
             for choice in self.choices:
                 if str(_enum_value(choice)) == text:
@@ -98,6 +111,10 @@ class Kind:
         raise Invalid(f"a {name} column cannot be compared with text")
 
     def _json_integer(self, value: t.Any) -> int:
+        if type(value) is float and value.is_integer():
+            # JSON Schema counts 1.0 as an integer, so a client that follows the document may
+            # send it: it is the integer 1.
+            value = int(value)
         if type(value) is not int:
             raise Invalid("expected an integer")
         if self.minimum is not None and value < self.minimum:
@@ -120,12 +137,10 @@ class Kind:
         elif type(value) is float:
             if not math.isfinite(value):
                 raise Invalid("must be a finite number")
-            number = decimal.Decimal(repr(value))
-        elif isinstance(value, str) and _DECIMAL.fullmatch(value):
-            try:
-                number = decimal.Decimal(value)
-            except decimal.InvalidOperation:  # an exponent beyond what decimals hold
-                raise Invalid("is out of range") from None
+            # A float has no significant trailing zeros: 5.0 has no decimal places.
+            number = decimal.Decimal(repr(value)).normalize()
+        elif isinstance(value, str):
+            number = _read(to_decimal, value)
         else:
             raise Invalid("expected a decimal number (a JSON number or a string such as '12.50')")
         if not -MAX_EXPONENT <= number.adjusted() <= MAX_EXPONENT:
@@ -168,10 +183,7 @@ class Kind:
     def _json_datetime(self, value: t.Any) -> dt.datetime:
         if not isinstance(value, str):
             raise Invalid("expected an ISO 8601 date and time (a string)")
-        try:
-            moment = dt.datetime.fromisoformat(value)
-        except ValueError:
-            raise Invalid(f"{value!r} is not an ISO 8601 date and time") from None
+        moment = _read(to_datetime, value)
         if moment.tzinfo is None:
             return moment.replace(tzinfo=dt.UTC) if self.timezone else moment
         # Stored in UTC: SQLite keeps no offset, and a naive column holds UTC by convention.
@@ -184,18 +196,12 @@ class Kind:
     def _json_date(self, value: t.Any) -> dt.date:
         if not isinstance(value, str):
             raise Invalid("expected an ISO 8601 date (a string)")
-        try:
-            return dt.date.fromisoformat(value)
-        except ValueError:
-            raise Invalid(f"{value!r} is not an ISO 8601 date") from None
+        return _read(to_date, value)
 
     def _json_time(self, value: t.Any) -> dt.time:
         if not isinstance(value, str):
             raise Invalid("expected an ISO 8601 time (a string)")
-        try:
-            return dt.time.fromisoformat(value)
-        except ValueError:
-            raise Invalid(f"{value!r} is not an ISO 8601 time") from None
+        return _read(to_time, value)
 
     def _json_interval(self, value: t.Any) -> dt.timedelta:
         seconds = self._json_number(value)
@@ -207,10 +213,7 @@ class Kind:
     def _json_uuid(self, value: t.Any) -> uuid.UUID | str:
         if not isinstance(value, str):
             raise Invalid("expected a UUID (a string)")
-        try:
-            parsed = uuid.UUID(value)
-        except ValueError:
-            raise Invalid(f"{value!r} is not a UUID") from None
+        parsed = _read(to_uuid, value)
         return parsed if self.as_uuid else str(parsed)
 
     def _json_binary(self, value: t.Any) -> bytes:
@@ -258,6 +261,11 @@ class Kind:
         return self.name not in ("json", "binary", "array")
 
     @property
+    def ordered(self) -> bool:
+        """Whether ``lt``/``le``/``gt``/``ge`` apply: SQL has no order of booleans."""
+        return self.comparable and self.name != "boolean"
+
+    @property
     def textual(self) -> bool:
         """Whether ``like``/``ilike`` apply."""
         return self.name == "string"
@@ -277,15 +285,17 @@ class Kind:
         if name == "number":
             return {"type": "number"}
         if name == "decimal":
-            text = {"type": "string", "pattern": _DECIMAL.pattern.join("^$"),
+            text = {"type": "string", "pattern": self._decimal_pattern(),
                     "description": "A decimal number, as text so that no digit is lost."}
-            return {"anyOf": [text, {"type": "number"}]} if for_input else text
+            return {"anyOf": [text, self._decimal_number()]} if for_input else text
         if name == "boolean":
             return {"type": "boolean"}
         if name == "string":
             schema = {"type": "string"}
             if self.length is not None:
                 schema["maxLength"] = self.length
+            if for_input:  # a NUL is refused (PostgreSQL's text cannot hold one)
+                schema["pattern"] = NO_NUL
             return schema
         if name == "enum":
             return {"enum": [_enum_value(c) for c in self.choices]}
@@ -308,6 +318,47 @@ class Kind:
             items = self.item.schema(for_input=for_input) if self.item else {}
             return {"type": "array", "items": items}
         return {}
+
+    def _decimal_pattern(self) -> str:
+        """The decimal texts that fit the column's precision and scale.
+
+        Without a precision, any number (:data:`NUMBER`). With one, plain notation with at
+        most ``precision - scale`` significant digits before the point and ``scale`` after
+        it (trailing zeros count, as the server counts them): exponents are left out.
+        """
+        if self.precision is None:
+            return NUMBER.pattern.join("^$")
+        whole = self.precision - (self.scale or 0)
+        integer = f"0*[0-9]{{1,{whole}}}" if whole > 0 else "0+"
+        if self.scale is None:
+            fraction, alone = "[0-9]*", r"\.[0-9]+"
+        else:
+            fraction, alone = f"[0-9]{{0,{self.scale}}}", f"\\.[0-9]{{1,{self.scale}}}"
+        alternatives = [f"{integer}(\\.{fraction})?"]
+        if self.scale != 0:
+            alternatives.append(alone)
+        return f"^[+-]?({'|'.join(alternatives)})$"
+
+    def _decimal_number(self) -> dict[str, t.Any]:
+        """A decimal given as a JSON number: its bounds and, with a scale, its step."""
+        schema: dict[str, t.Any] = {"type": "number"}
+        if self.precision is not None:
+            bound = 10 ** (self.precision - (self.scale or 0))
+            schema.update(exclusiveMinimum=-bound, exclusiveMaximum=bound)
+        if self.scale is not None:
+            schema["multipleOf"] = 1 if self.scale == 0 else float(f"1e-{self.scale}")
+        return schema
+
+
+_T = t.TypeVar("_T")
+
+
+def _read(convert: t.Callable[[str], _T], text: str) -> _T:
+    """``convert(text)``, its error given as the reason a client reads: ``'x' is not a UUID``."""
+    try:
+        return convert(text)
+    except ValueError as e:
+        raise Invalid(f"{text!r} is {e}") from None
 
 
 def _enum_value(choice: t.Any) -> t.Any:

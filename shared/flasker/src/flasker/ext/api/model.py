@@ -21,6 +21,49 @@ Key = t.Any
 
 MAX_STATEMENTS = 256  # kept per model, see ModelSpec.statement
 
+# What a new key's value may be, as the OpenAPI document says it (ECMA-262, as JSON Schema
+# reads patterns): the same rule as :func:`key_segment_fault`, for string values.
+KEY_SEGMENT_SCHEMA: dict[str, t.Any] = {"minLength": 1,
+                                        "pattern": r"^(?!\.\.?$)[^/\n\u0000]+$"}
+# A key of a type the API passes through, as :func:`key_from_json` takes it.
+ANY_KEY_SCHEMA: dict[str, t.Any] = {"anyOf": [
+    {"type": "string", **KEY_SEGMENT_SCHEMA}, {"type": "boolean"},
+    {"type": "number", "minimum": -(2**63), "exclusiveMaximum": 2**63}]}
+
+
+def key_from_json(column: ColumnSpec, value: t.Any) -> t.Any:
+    """A key column's value given in a body, as the column reads it; :class:`Invalid` if unfit.
+
+    A type the API passes through (``any``, a custom ``TypeDecorator``) still takes a key
+    only as a string, a boolean or a number within 64 bits: a list, an object or a larger
+    integer would reach the database driver, which cannot bind it.
+    """
+    if column.kind.name == "any" and not (
+            isinstance(value, str) or (isinstance(value, int | float) and
+                                       -(2**63) <= value < 2**63)):
+        raise Invalid("expected a key: a string, or a number within 64 bits")
+    return column.kind.from_json(value)
+
+
+def key_segment_fault(value: t.Any) -> str | None:
+    """Why a new object's key value could never be read back at its URL; ``None`` if it can.
+
+    Each key value is one segment of the object's URL (``/api/cats/<name>``): an empty one
+    names the collection, a ``/`` (even as ``%2F``) splits the segment, a line feed ends
+    the URL rule's match, and ``.``/``..`` are removed by clients that normalise URLs
+    (RFC 3986, 5.2.4) before the request is sent.
+    """
+    text = str(getattr(value, "value", value))
+    if text == "":
+        return "may not be empty: a key is a segment of its object's URL"
+    if "/" in text:
+        return "may not contain '/': a key is one segment of its object's URL"
+    if "\n" in text:
+        return "may not contain a line feed: a key is one segment of its object's URL"
+    if text in (".", ".."):
+        return f"may not be {text!r}: clients remove it from URLs, where a key is a segment"
+    return None
+
 
 @dataclass(frozen=True)
 class ModelOptions:
@@ -28,6 +71,7 @@ class ModelOptions:
 
     relationships: bool | tuple[str, ...] = True
     allow_put_many: bool = False
+    allow_delete_many: bool = False
     methods: tuple[str, ...] = METHODS
     properties: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
@@ -47,9 +91,9 @@ def check_options(given: t.Mapping[str, t.Any], where: str) -> dict[str, t.Any]:
         if name == "relationships":
             if not isinstance(value, bool):
                 value = _names(value, name, where)
-        elif name == "allow_put_many":
+        elif name in ("allow_put_many", "allow_delete_many"):
             if not isinstance(value, bool):
-                raise ValueError(f"{where}: 'allow_put_many' must be True or False, not {value!r}.")
+                raise ValueError(f"{where}: '{name}' must be True or False, not {value!r}.")
         elif name == "methods":
             value = tuple(m.upper() for m in _names(value, name, where))
             unknown = [m for m in value if m not in METHODS]
@@ -220,11 +264,11 @@ class ModelSpec:
             missing = [c.key for c in self.pk if c.key not in value]
             if missing:
                 raise Invalid(f"lacks the key field '{missing[0]}' of {self.name}")
-            values = tuple(c.kind.from_json(value[c.key]) for c in self.pk)
+            values = tuple(key_from_json(c, value[c.key]) for c in self.pk)
         elif len(self.pk) == 1:
             if value is None:
                 raise Invalid(f"expected the key of a {self.name}")
-            values = (self.pk[0].kind.from_json(value),)
+            values = (key_from_json(self.pk[0], value),)
         else:
             raise Invalid(f"expected an object with the key fields"
                           f" {', '.join(repr(c.key) for c in self.pk)} of {self.name}")

@@ -3,7 +3,7 @@
 A body is ``{"type", "title", "status", "detail", "errors": [{"field", "reason"}]}``
 served as ``application/problem+json``. :class:`Problem` is raised by the API's
 code and by hooks; :func:`from_exception` turns anything else (an HTTP error of
-Flask or Werkzeug, a database error) into one.
+Flask or Werkzeug, a database error, a backing service that cannot be reached) into one.
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from flask import Response
+from flask import Response, current_app, has_request_context, request
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
+from ...outages import DATABASE, find_outage, log_outage, retry_after_headers
 from ...problem import MIMETYPE as MIMETYPE
 from ...problem import problem_response
 
@@ -27,15 +28,18 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     "malformed-json": (400, "Malformed JSON"),
     "invalid-parameter": (400, "Invalid query parameter"),
     "page-too-large": (400, "Page too large"),
+    "invalid-header": (400, "Invalid header"),
     "forbidden": (403, "Forbidden"),
     "not-found": (404, "Not Found"),
     "method-not-allowed": (405, "Method Not Allowed"),
     "conflict": (409, "Conflict"),
+    "precondition-failed": (412, "Precondition Failed"),
     "payload-too-large": (413, "Payload Too Large"),
     "unsupported-media-type": (415, "Unsupported Media Type"),
     "invalid-input": (422, "Invalid input"),
     "internal-error": (500, "Internal Server Error"),
     "database-unavailable": (503, "Database unavailable"),
+    "service-unavailable": (503, "Service unavailable"),
 }
 
 # The entry that stands for an HTTP error raised by Flask or Werkzeug (400 has several).
@@ -118,10 +122,11 @@ def from_exception(error: BaseException) -> Problem:
         reason = _first_line(error.orig)
         return Problem.of("invalid-input", f"The database refused a value: {reason}.",
                        [FieldError("", reason)])
-    if isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError):
-        logger.error("database unavailable: %s", _first_line(error.orig))
-        return Problem.of("database-unavailable",
-                       "The database cannot be reached; try again in a moment.")
+    outage = find_outage(error)  # the database, the broker... cannot be reached
+    if outage is not None:
+        log_outage(current_app, outage, "the API answered 503")
+        slug = "database-unavailable" if outage.service == DATABASE else "service-unavailable"
+        return Problem.of(slug, outage.detail, headers=retry_after_headers(current_app))
     if isinstance(error, sa_exc.StatementError) and not isinstance(error, sa_exc.DBAPIError):
         # A value that a column type's bind processor refused (a custom TypeDecorator).
         reason = _first_line(error.orig)
@@ -145,6 +150,10 @@ def _from_http(error: HTTPException) -> Problem:
                   if allowed else "The method is not allowed here.")
     if status == 404:
         detail = "There is nothing at this URL: see the endpoints listed at the API's root."
+    if status == 413:
+        limit = request.max_content_length if has_request_context() else None
+        detail = (f"The request's body is larger than the {limit:,} bytes this server accepts."
+                  if limit else "The request's body is larger than this server accepts.")
     if status == 400 and "json" in (error.description or "").lower():
         slug = "malformed-json"
     if slug is None:

@@ -6,6 +6,7 @@ import typing as t
 from dataclasses import dataclass, field
 
 from .columns import Invalid
+from .model import key_from_json, key_segment_fault
 from .problems import FieldError, invalid_input
 
 if t.TYPE_CHECKING:
@@ -52,7 +53,8 @@ def check_body(spec: ModelSpec, body: t.Any, mode: str, catalog: Catalog,
                 converted = None
             else:
                 try:
-                    converted = column.kind.from_json(value)
+                    converted = (key_from_json(column, value) if column.primary_key
+                                 else column.kind.from_json(value))
                 except Invalid as e:
                     errors.append(FieldError(name, str(e)))
                     continue
@@ -64,6 +66,11 @@ def check_body(spec: ModelSpec, body: t.Any, mode: str, catalog: Catalog,
                 if converted != key_values[position]:
                     errors.append(FieldError(name, "is the key and cannot be changed"))
                 continue
+            if column.primary_key:  # a new object's key: its URL must lead back to it
+                fault = key_segment_fault(converted)
+                if fault is not None:
+                    errors.append(FieldError(name, fault))
+                    continue
             data.columns[name] = converted
             continue
         relation = spec.relations.get(name)
@@ -98,12 +105,17 @@ def check_body(spec: ModelSpec, body: t.Any, mode: str, catalog: Catalog,
         else:
             errors.append(FieldError(name, f"is not a field of {spec.name}"))
     if mode in (CREATE, REPLACE):
+        # A foreign key omitted beside its relationship (given an object) is set by it.
+        by_relation = {n for r, v in data.relations.items() if v is not None
+                       for n in spec.relations[r].local_key or ()}
         for name, column in spec.columns.items():
             if name in body or not column.writable:
                 continue
-            if column.required and not (column.primary_key and key_values is not None):
+            if column.required and not (column.primary_key and key_values is not None) \
+                    and name not in by_relation:
                 errors.append(FieldError(name, "is required"))
-            elif mode == REPLACE and not column.primary_key and not column.has_default:
+            elif mode == REPLACE and not column.primary_key and not column.has_default \
+                    and name not in by_relation:
                 data.columns[name] = None  # PUT replaces: an omitted field is emptied
     if errors:
         raise invalid_input(errors)

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
-from .models import AuthToken, AuthUser, utcnow
+from .models import AuthTokenBase, auth_models, utcnow
 from .protect import allowed_now
 from .state import auth_state
 from .tokens import (
@@ -29,9 +29,6 @@ if t.TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
     from flask import Flask
-
-SETTINGS = {"help_option_names": ["-h", "--help"]}
-
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
@@ -62,14 +59,15 @@ def create_cli(app: Flask) -> click.Group:
                     " or 'flasker db create' in development."
                 ) from e
 
-    @click.group("auth", context_settings=SETTINGS)
+    @click.group("auth")
     def auth() -> None:
         """Users who signed in with Google, and their personal API tokens."""
 
-    @auth.command("users", context_settings=SETTINGS)
+    @auth.command("users")
     def users() -> None:
         """List the users who signed in, and whether the allow-list still lets them in."""
         settings = auth_state(app).settings
+        AuthUser = auth_models(app).AuthUser
         with database() as db:
             rows = [(str(u.id), u.email, u.name or "-", "yes" if allowed_now(settings, u)
                      else "no", _when(u.last_login_at), _when(u.created_at))
@@ -79,11 +77,11 @@ def create_cli(app: Flask) -> click.Group:
             return
         _table(("ID", "EMAIL", "NAME", "ALLOWED", "LAST SIGN-IN", "FIRST SIGN-IN"), rows)
 
-    @auth.group("token", context_settings=SETTINGS)
+    @auth.group("token")
     def token() -> None:
         """Create, list and revoke personal API tokens (sent as 'Authorization: Bearer')."""
 
-    @token.command("create", context_settings=SETTINGS)
+    @token.command("create")
     @click.argument("email")
     @click.option("--expires-in", "days", type=click.IntRange(1, MAX_DAYS), default=DEFAULT_DAYS,
                   show_default=True, metavar="DAYS", help="Days until the token expires.")
@@ -105,7 +103,7 @@ def create_cli(app: Flask) -> click.Group:
                        err=True)
         click.echo(secret)
 
-    @token.command("list", context_settings=SETTINGS)
+    @token.command("list")
     @click.option("--user", "email", help="Only the tokens of this user.")
     def list_(email: str | None) -> None:
         """List tokens: id, user, name, start of the token, dates and status."""
@@ -124,7 +122,7 @@ def create_cli(app: Flask) -> click.Group:
         _table(("ID", "USER", "NAME", "TOKEN", "CREATED", "EXPIRES", "LAST USED", "STATUS"),
                rows)
 
-    @token.command("revoke", context_settings=SETTINGS)
+    @token.command("revoke")
     @click.argument("tokens", nargs=-1)
     @click.option("--user", "email", help="Revoke every token of this user.")
     def revoke_(tokens: tuple[str, ...], email: str | None) -> None:
@@ -132,11 +130,11 @@ def create_cli(app: Flask) -> click.Group:
         if not tokens and not email:
             raise click.UsageError("Name the tokens to revoke (ids or tokens), or pass --user.")
         with database() as db:
-            found: list[AuthToken] = []
+            found: list[AuthTokenBase] = []
             for given in tokens:
                 row = None
                 if given.isdigit():
-                    row = db.get(AuthToken, int(given))
+                    row = db.get(auth_models(app).AuthToken, int(given))
                 elif looks_like_token(given):
                     row = find_by_secret(db, given)
                 if row is None:

@@ -9,13 +9,13 @@ import flask_login
 if t.TYPE_CHECKING:
     from flask import Flask
 
-    from .models import AuthUser
+    from .models import AuthUserBase
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 
-#: The signed-in :class:`AuthUser`, or Flask-Login's anonymous user (check
+#: The signed-in ``AuthUser``, or Flask-Login's anonymous user (check
 #: ``current_user.is_authenticated`` first).
-current_user: AuthUser = t.cast("AuthUser", flask_login.current_user)
+current_user: AuthUserBase = t.cast("AuthUserBase", flask_login.current_user)
 
 
 def login_required(view: F) -> F:
@@ -23,7 +23,7 @@ def login_required(view: F) -> F:
     return t.cast(F, flask_login.login_required(view))
 
 
-def login_user(user: AuthUser) -> bool:
+def login_user(user: AuthUserBase) -> bool:
     """Put ``user`` in the session: never "remember me" (the sign-in ends with the browser)."""
     return bool(flask_login.login_user(user, remember=False, fresh=True))
 
@@ -32,8 +32,8 @@ def logout_user() -> None:
     flask_login.logout_user()
 
 
-def new_login_manager(app: Flask, *, user_loader: t.Callable[[str], AuthUser | None],
-                      request_loader: t.Callable[[t.Any], AuthUser | None],
+def new_login_manager(app: Flask, *, user_loader: t.Callable[[str], AuthUserBase | None],
+                      request_loader: t.Callable[[t.Any], AuthUserBase | None],
                       unauthorized: t.Callable[[], t.Any]) -> t.Any:
     """A ``LoginManager`` set up on ``app`` with the given loaders and handler."""
     if getattr(app, "login_manager", None) is not None:

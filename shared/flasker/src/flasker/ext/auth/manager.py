@@ -1,18 +1,19 @@
-"""``GoogleAuthManager``: the extension object, set up on an app by ``init_app``."""
+"""``GoogleAuthManager``: the extension object, on :class:`flasker.Extension`."""
 
 from __future__ import annotations
 
-import logging
 import typing as t
 from pathlib import Path
 
 from flask_wtf.csrf import generate_csrf
 
-from ...globals import EXTENSION_KEY as PROJECT_KEY
+from ...extension import Extension
+from ...security import COOKIE_PREFIXES
 from .cli import create_cli
 from .login import new_login_manager
+from .models import declare_models
 from .oidc import OIDCClient
-from .options import check_secret_key, resolve_settings
+from .options import OPTIONS, check_secret_key, check_settings
 from .protect import gate, load_user_from_request, load_user_from_session, unauthorized
 from .refusals import security_log
 from .sessions import guard_session
@@ -24,92 +25,82 @@ if t.TYPE_CHECKING:
 
     from flask import Flask
 
-    from ...config import Config
     from ...project import Project
 
-log = logging.getLogger(__name__)
 
+class GoogleAuthManager(Extension):
+    """Restrict a flasker app to allowed Google accounts, or another OpenID Connect provider's.
 
-class GoogleAuthManager:
-    """Restrict a flasker app to allowed Google accounts (any OpenID Connect provider works).
+    The provider must offer the authorization code flow with PKCE, ID tokens signed per
+    its JWKS, and ``email``/``email_verified`` in the ID token or from its userinfo
+    endpoint (see the README's "Other OpenID Connect providers").
 
-    Options given here are defaults; the config section passed to
-    ``register_manager(..., config_section="AUTH")`` overrides them::
+    It reads ``[AUTH]`` however it is registered; options given here are defaults, which
+    the section overrides::
 
         current_project.register_manager(
-            GoogleAuthManager(authorized_emails=["alice@example.com"]), config_section="AUTH")
+            GoogleAuthManager(authorized_emails=["alice@example.com"]))
+
+    Setting it up declares the auth tables in the project (see :func:`declare_models`).
     """
 
-    def __init__(self, app: Flask | None = None, *, client_id: str | None = None,
-                 client_secret: str | None = None,
+    name = EXTENSION_KEY
+    config_section = "AUTH"
+    options = OPTIONS
+
+    def __init__(self, app: Flask | None = None, *, config_section: str | None = None,
+                 client_id: str | None = None, client_secret: str | None = None,
                  authorized_emails: Iterable[str] | str | None = None,
                  authorized_domains: Iterable[str] | str | None = None,
                  hosted_domain: str | None = None, protect_all_views: bool | None = None,
                  url_prefix: str | None = None, callback_url: str | None = None,
-                 metadata_url: str | None = None) -> None:
-        self.options: dict[str, t.Any] = {
-            "CLIENT_ID": client_id,
-            "CLIENT_SECRET": client_secret,
-            "AUTHORIZED_EMAILS": (list(authorized_emails)
-                                  if authorized_emails is not None
-                                  and not isinstance(authorized_emails, str)
-                                  else authorized_emails),
-            "AUTHORIZED_DOMAINS": (list(authorized_domains)
-                                   if authorized_domains is not None
-                                   and not isinstance(authorized_domains, str)
-                                   else authorized_domains),
-            "HOSTED_DOMAIN": hosted_domain,
-            "PROTECT_ALL_VIEWS": protect_all_views,
-            "URL_PREFIX": url_prefix,
-            "CALLBACK_URL": callback_url,
-            "METADATA_URL": metadata_url,
-        }
-        if app is not None:
-            self.init_app(app)
+                 metadata_url: str | None = None, provider_name: str | None = None) -> None:
+        super().__init__(
+            app, config_section=config_section, client_id=client_id,
+            client_secret=client_secret, authorized_emails=_listed(authorized_emails),
+            authorized_domains=_listed(authorized_domains), hosted_domain=hosted_domain,
+            protect_all_views=protect_all_views, url_prefix=url_prefix,
+            callback_url=callback_url, metadata_url=metadata_url, provider_name=provider_name)
 
-    def init_app(self, app: Flask, *, config_section: str | None = None) -> None:
-        """Set up sign-in on ``app``: options, routes, the gate, the loaders, ``flasker auth``."""
-        if EXTENSION_KEY in app.extensions:
-            raise RuntimeError(
-                f"GoogleAuthManager is already registered on the app {app.name!r}: register it"
-                " once per app (change its options in the config section rather than"
-                " registering it again)."
-            )
-        project: Project | None = app.extensions.get(PROJECT_KEY)
-        if project is None:
-            raise RuntimeError(
-                "GoogleAuthManager needs a flasker project: register it with"
-                " 'current_project.register_manager(GoogleAuthManager(), config_section=\"AUTH\")'"
-                " rather than on a bare Flask app."
-            )
-        settings = resolve_settings(project.config, config_section, self.options,
-                                    testing=app.testing)
+    def setup(self, app: Flask, project: Project, settings: dict[str, t.Any],
+              section: str) -> AuthState:
+        """Sign-in on ``app``: the tables, routes, the gate, the loaders, ``flasker auth``."""
+        checked = check_settings(settings, config=project.config, section=section,
+                                 constructor=self.defaults, testing=app.testing)
         if not app.testing:
             check_secret_key(app.config, project.config)
-        _secure_cookies(app, project.config)
+        models = declare_models(project)
+        _lax_cookies(app)
         login_manager = new_login_manager(app, user_loader=load_user_from_session,
                                           request_loader=load_user_from_request,
                                           unauthorized=unauthorized)
-        client = OIDCClient(settings, project.engine, app)
-        app.register_blueprint(create_blueprint(settings))
+        client = OIDCClient(checked, project.engine, app, models.AuthLoginState.__table__)
+        app.register_blueprint(create_blueprint(checked))
         app.before_request(gate)
         guard_session(app)
         # Pages post forms and API calls with it (Flask-WTF's CSRFProtect sets the same one).
         app.jinja_env.globals.setdefault("csrf_token", generate_csrf)
         app.cli.add_command(create_cli(app))
-        app.extensions[EXTENSION_KEY] = AuthState(
-            manager=self, project=project, settings=settings, client=client,
-            login_manager=login_manager, bootstrap_url=_bootstrap_url(app))
-        if settings.allow_list.empty:
+        if checked.allow_list.empty:
             security_log.warning(
                 "empty_allow_list: AUTHORIZED_EMAILS and AUTHORIZED_DOMAINS are both empty,"
                 " so no one can sign in to %r. List the allowed accounts.", project.name,
                 extra={"security_event": "empty_allow_list"})
+        return AuthState(manager=self, project=project, settings=checked, models=models,
+                         client=client, login_manager=login_manager,
+                         bootstrap_url=_bootstrap_url(app))
 
     def after_startup(self, project: Project) -> None:
         """Once the MODULES ran: keep bearer requests cookie-less if they replaced the sessions."""
         if EXTENSION_KEY in project.app.extensions:
             guard_session(project.app)
+
+
+def _listed(values: Iterable[str] | str | None) -> list[str] | str | None:
+    """A constructor's allow-list as a list (a string is a comma list, parsed later)."""
+    if values is None or isinstance(values, str):
+        return values
+    return list(values)
 
 
 def _bootstrap_url(app: Flask) -> str | None:
@@ -119,23 +110,13 @@ def _bootstrap_url(app: Flask) -> str | None:
     return None
 
 
-def _secure_cookies(app: Flask, config: Config) -> None:
-    """HttpOnly, SameSite=Lax and, outside development, Secure session cookies.
+def _lax_cookies(app: Flask) -> None:
+    """SameSite=Lax, not Strict: the provider's redirect back is a cross-site navigation.
 
-    SameSite must be Lax, not Strict: the provider's redirect back is a cross-site
-    navigation, and a Strict cookie would not come with it. An explicit
-    ``SESSION_COOKIE_SECURE = false`` (plain-HTTP hosts) is kept, with a warning.
+    A Strict cookie would not come with it, and the sign-in could not be finished. The
+    rest (HttpOnly, Secure outside development) is set for every app by
+    :func:`flasker.security.secure_cookies`.
     """
-    development = app.debug or app.testing
-    for prefix in ("SESSION_COOKIE", "REMEMBER_COOKIE"):
-        app.config[f"{prefix}_HTTPONLY"] = True
-        if app.config.get(f"{prefix}_SAMESITE") != "Lax":
+    for prefix in COOKIE_PREFIXES:
+        if app.config.get(f"{prefix}_SAMESITE") == "Strict":
             app.config[f"{prefix}_SAMESITE"] = "Lax"
-        explicit = config.source_of("APP", f"{prefix}_SECURE") is not None
-        if not explicit:
-            app.config[f"{prefix}_SECURE"] = not development
-        elif not app.config.get(f"{prefix}_SECURE") and not development:
-            security_log.warning(
-                "insecure_cookie: %s_SECURE is false outside development: the session"
-                " cookie will travel over plain HTTP.", prefix,
-                extra={"security_event": "insecure_cookie"})

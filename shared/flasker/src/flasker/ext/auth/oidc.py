@@ -5,6 +5,10 @@ Authlib (1.9, on joserfc) verifies the signature (refetching the JWKS once when 
 ``nonce`` and ``azp``. It accepts, however, an ID token whose ``aud`` is another
 client when ``azp`` names ours, and an ``aud`` list that merely contains our client.
 :func:`verify_claims` therefore checks every claim again, explicitly and strictly.
+
+A provider may leave ``email`` and ``email_verified`` out of the ID token and serve them
+from its userinfo endpoint only (OpenID Connect Core 5.4): they are then asked of it with
+the access token (:func:`merge_userinfo`), and the same checks apply to them.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import dataclass
 
 import requests
 import sqlalchemy as sa
+from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.flask_client import OAuth
 from authlib.oidc.core import CodeIDToken
@@ -32,7 +37,7 @@ from joserfc.errors import (
 )
 
 from .allowlist import normalise_domain, normalise_email
-from .models import AuthLoginState, utcnow
+from .models import utcnow
 from .refusals import Refusal
 
 if t.TYPE_CHECKING:
@@ -48,6 +53,11 @@ HTTP_TIMEOUT = 10
 GOOGLE_ISSUERS = frozenset({"https://accounts.google.com", "accounts.google.com"})
 ALLOWED_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
                                 "ES256", "ES384", "ES512", "EdDSA"})
+#: Taken from the userinfo endpoint when the ID token lacks them; the ID token's win.
+USERINFO_CLAIMS = ("email", "email_verified", "hd", "name", "picture")
+#: What a provider must offer for its users' addresses, for the log of a refusal.
+EMAIL_NEEDS = ("the provider must put 'email' and 'email_verified' in the ID token, or serve"
+               " them from the 'userinfo_endpoint' of its discovery document")
 _CLAIM_REFUSALS = {"iss": "issuer_mismatch", "aud": "audience_mismatch",
                    "azp": "audience_mismatch", "nonce": "nonce_mismatch",
                    "exp": "token_expired"}
@@ -72,9 +82,10 @@ class StateStore:
     when a copy of the old session cookie is replayed or two callbacks race.
     """
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, table: sa.Table) -> None:
         self.engine = engine
-        self.table = t.cast(sa.Table, AuthLoginState.__table__)
+        #: The project's ``auth_login_states`` (``auth_models().AuthLoginState.__table__``).
+        self.table = table
 
     def set(self, key: str, value: str, expires_in: int) -> None:
         now = utcnow()
@@ -175,12 +186,57 @@ def verify_claims(claims: Mapping[str, t.Any], *, client_id: str, issuers: froze
     )
 
 
+def lacks_email(claims: Mapping[str, t.Any]) -> bool:
+    """Whether ``claims`` miss ``email`` or ``email_verified`` (so userinfo must be asked)."""
+    return claims.get("email") is None or claims.get("email_verified") is None
+
+
+def merge_userinfo(claims: Mapping[str, t.Any], userinfo: Mapping[str, t.Any]
+                   ) -> dict[str, t.Any]:
+    """The ID token's claims completed with the userinfo response's.
+
+    The userinfo response is about the ID token's subject only if its ``sub`` is the
+    same (OpenID Connect Core 5.3.2): else it may describe another account, and is
+    refused. Only :data:`USERINFO_CLAIMS` are taken, and only where the ID token has
+    none: the checks of :func:`verify_claims` then apply to them as to the ID token's.
+    ``email_verified`` is about the address beside it, so the userinfo's is taken only
+    when its ``email`` is the one kept.
+    """
+    sub = userinfo.get("sub")
+    if not isinstance(sub, str) or sub != claims.get("sub"):
+        raise Refusal("subject_mismatch",
+                      f"userinfo sub={sub!r}, the ID token's sub={claims.get('sub')!r}",
+                      sub=claims.get("sub"))
+    merged = dict(claims)
+    for name in USERINFO_CLAIMS:
+        if merged.get(name) is None and userinfo.get(name) is not None:
+            merged[name] = userinfo[name]
+    if (claims.get("email_verified") is None
+            and normalise_email(userinfo.get("email")) != normalise_email(merged.get("email"))):
+        merged.pop("email_verified", None)
+    return merged
+
+
+def another_account_prompt(metadata: Mapping[str, t.Any]) -> str | None:
+    """The ``prompt`` that lets a refused user sign in as someone else.
+
+    OpenID Connect Core's ``select_account`` (Google shows its account chooser), unless
+    the provider lists its ``prompt_values_supported`` without it: then ``login`` (sign
+    in again, as anyone) if listed, else nothing.
+    """
+    supported = metadata.get("prompt_values_supported")
+    if not isinstance(supported, list) or "select_account" in supported:
+        return "select_account"
+    return "login" if "login" in supported else None
+
+
 class OIDCClient:
     """A typed face on Authlib's (untyped) Flask OAuth 2 client for one app."""
 
-    def __init__(self, settings: Settings, engine: sa.Engine, app: t.Any) -> None:
+    def __init__(self, settings: Settings, engine: sa.Engine, app: t.Any,
+                 states: sa.Table) -> None:
         self.settings = settings
-        oauth = OAuth(cache=StateStore(engine))
+        oauth = OAuth(cache=StateStore(engine, states))
         # Not 'oauth.init_app(app)': it would take over
         # app.extensions["authlib.integrations.flask_client"], which belongs to the
         # app's own OAuth registry if it has one.
@@ -211,11 +267,19 @@ class OIDCClient:
                           f"discovery document {self.settings.metadata_url} has no 'issuer'")
         return t.cast(dict[str, t.Any], metadata)
 
-    def authorization_url(self, redirect_uri: str, next_url: str) -> str:
-        """Start a sign-in: remember its PKCE verifier, nonce and ``next``; the provider's URL."""
-        self._metadata()
+    def authorization_url(self, redirect_uri: str, next_url: str, *,
+                          another_account: bool = False) -> str:
+        """Start a sign-in: remember its PKCE verifier, nonce and ``next``; the provider's URL.
+
+        :param another_account: ask the provider to let the user pick another account
+            (the retry of a refused sign-in), with :func:`another_account_prompt`.
+        """
+        metadata = self._metadata()
         nonce = secrets.token_urlsafe(32)
         extra = {"hd": self.settings.hosted_domain} if self.settings.hosted_domain else {}
+        prompt = another_account_prompt(metadata) if another_account else None
+        if prompt is not None:
+            extra["prompt"] = prompt
         try:
             rv = dict(self._client.create_authorization_url(redirect_uri, nonce=nonce, **extra))
         except (requests.RequestException, RuntimeError, ValueError) as e:
@@ -258,9 +322,40 @@ class OIDCClient:
         if not isinstance(token, dict) or not isinstance(token.get("id_token"), str):
             raise Refusal("invalid_id_token", "the token response has no 'id_token'")
         claims = self._parse_id_token(token, data["nonce"], issuers)
+        if lacks_email(claims):
+            claims = merge_userinfo(claims, self._userinfo(token, metadata, claims))
+            if claims.get("email") is None:
+                raise Refusal("email_missing", f"neither the ID token nor the userinfo response"
+                              f" has 'email' (the scope 'email' was asked for): {EMAIL_NEEDS}",
+                              sub=claims.get("sub"))
         identity = verify_claims(claims, client_id=self.settings.client_id, issuers=issuers,
                                  nonce=data["nonce"], hosted_domain=self.settings.hosted_domain)
         return identity, str(data.get("next") or "/")
+
+    def _userinfo(self, token: dict[str, t.Any], metadata: Mapping[str, t.Any],
+                  claims: Mapping[str, t.Any]) -> dict[str, t.Any]:
+        """The userinfo endpoint's answer, asked with the sign-in's access token."""
+        endpoint = metadata.get("userinfo_endpoint")
+        sub = claims.get("sub")
+        if not isinstance(endpoint, str) or not endpoint:
+            raise Refusal("email_missing", f"the ID token has no 'email' or 'email_verified' and"
+                          f" the discovery document has no 'userinfo_endpoint': {EMAIL_NEEDS}",
+                          sub=sub)
+        if not isinstance(token.get("access_token"), str) or not token["access_token"]:
+            raise Refusal("email_missing", f"the ID token has no 'email' or 'email_verified' and"
+                          f" the token response has no 'access_token' to ask the userinfo"
+                          f" endpoint with: {EMAIL_NEEDS}", sub=sub)
+        try:
+            # Authlib's: GET on the metadata's 'userinfo_endpoint' with the bearer token.
+            info = self._client.userinfo(token=token)
+        except (ValueError, TypeError) as e:
+            # First: requests' JSONDecodeError is a RequestException too.
+            raise Refusal("userinfo_failed", f"userinfo endpoint {endpoint}: the answer is not a"
+                          f" JSON object (a signed or encrypted userinfo response,"
+                          f" 'application/jwt', is not supported): {e}", sub=sub) from e
+        except (requests.RequestException, AuthlibBaseError) as e:
+            raise Refusal("userinfo_failed", f"userinfo endpoint {endpoint}: {e}", sub=sub) from e
+        return dict(info)
 
     def _parse_id_token(self, token: dict[str, t.Any], nonce: str,
                         issuers: frozenset[str]) -> dict[str, t.Any]:

@@ -1,4 +1,4 @@
-"""The options of ``GoogleAuthManager``: constructor keywords, overridden by a config section."""
+"""The options of ``GoogleAuthManager``: constructor keywords, overridden by ``[AUTH]``."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from ...config import (
     Config,
     ConfigError,
     Option,
-    section_options,
     to_bool,
     to_list,
     to_str,
     weak_secret_reason,
 )
+from ...util.convert import sentence
 from .allowlist import AllowList, normalise_domain
 
 GOOGLE_METADATA_URL = "https://accounts.google.com/.well-known/openid-configuration"
@@ -43,9 +43,12 @@ OPTIONS: tuple[Option, ...] = (
            "Path of the OAuth redirect URI, joined to URL_PREFIX."),
     Option("METADATA_URL", to_str, GOOGLE_METADATA_URL,
            "OpenID Connect discovery document of the provider."),
+    Option("PROVIDER_NAME", to_str, None,
+           "The provider's name on the sign-in button ('Sign in with <name>'); by default"
+           " 'Google' for Google's METADATA_URL, else that URL's host."),
 )
-
-CONSTRUCTOR_NAMES = {o.name.lower(): o.name for o in OPTIONS}
+#: The longest ``PROVIDER_NAME``: it is a button's label.
+MAX_PROVIDER_NAME = 60
 
 
 @dataclass(frozen=True)
@@ -60,41 +63,49 @@ class Settings:
     url_prefix: str
     callback_path: str
     metadata_url: str
+    #: Shown on the sign-in button; see :func:`default_provider_name`.
+    provider_name: str
 
     @property
     def callback_url(self) -> str:
         """The redirect URI's path, as registered with the provider."""
         return self.url_prefix + self.callback_path
 
-    @property
-    def provider_name(self) -> str:
-        if self.metadata_url == GOOGLE_METADATA_URL:
-            return "Google"
-        return urlsplit(self.metadata_url).hostname or "your identity provider"
+
+def default_provider_name(metadata_url: str) -> str:
+    """'Google' for Google's discovery document, else the host of ``metadata_url``.
+
+    The host of the URL, not the discovery document's ``issuer``: the sign-in page is
+    drawn without asking the provider anything, so it works while the provider is down.
+    A discovery document sits under its issuer, so the two hosts are the same in practice.
+    """
+    if metadata_url == GOOGLE_METADATA_URL:
+        return "Google"
+    return urlsplit(metadata_url).hostname or "your identity provider"
 
 
 class _Where:
     """Says where an option came from, for error messages."""
 
-    def __init__(self, config: Config, section: str | None) -> None:
+    def __init__(self, config: Config, section: str, constructor: t.Mapping[str, t.Any]) -> None:
         self.config = config
         self.section = section
+        self.constructor = constructor
 
     def name(self, key: str) -> str:
-        return f"{self.section}.{key}" if self.section else f"GoogleAuthManager({key.lower()}=...)"
+        return f"{self.section}.{key}"
 
     def source(self, key: str) -> str:
-        if self.section:
-            source = self.config.source_of(self.section, key)
-            if source is not None:
-                return f" ({source})"
-        return " (GoogleAuthManager's arguments)"
+        source = self.config.source_of(self.section, key)
+        if source is not None:
+            return f" ({source})"
+        if self.constructor.get(key) is not None:
+            return " (GoogleAuthManager's arguments)"
+        return ""
 
     def how_to_set(self, key: str) -> str:
-        if self.section:
-            return (f"set '{key}' under [{self.section}] or the environment variable"
-                    f" '{ENV_PREFIX}{self.section}__{key}'")
-        return f"pass '{key.lower()}=' to GoogleAuthManager"
+        return (f"set '{key}' under [{self.section}] or the environment variable"
+                f" '{ENV_PREFIX}{self.section}__{key}'")
 
     def error(self, key: str, value: t.Any, problem: str) -> ConfigError:
         return ConfigError(f"Config '{self.name(key)}' has value {value!r}{self.source(key)}."
@@ -131,19 +142,15 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
-def resolve_settings(config: Config, section: str | None, constructor: t.Mapping[str, t.Any],
-                     *, testing: bool) -> Settings:
-    """Read the options once: option defaults < constructor keywords < the config section.
+def check_settings(values: t.Mapping[str, t.Any], *, config: Config, section: str,
+                   constructor: t.Mapping[str, t.Any], testing: bool) -> Settings:
+    """Check the options read from ``section`` (over the constructor's) and settle them.
 
-    Every malformed or missing value is a :class:`ConfigError` naming the key, where
-    it came from and the fix.
+    ``values`` are the section's, as :meth:`flasker.Extension.init_app` resolved them
+    (option defaults < constructor keywords < the section). Every malformed or missing
+    value is a :class:`ConfigError` naming the key, where it came from and the fix.
     """
-    if section:
-        values = section_options(config, section, OPTIONS, defaults=constructor)
-    else:
-        values = {o.name: o.default for o in OPTIONS}
-        values.update({k: v for k, v in constructor.items() if v is not None})
-    where = _Where(config, section)
+    where = _Where(config, section, constructor)
 
     client_id = values["CLIENT_ID"]
     if not isinstance(client_id, str) or not client_id.strip():
@@ -168,11 +175,11 @@ def resolve_settings(config: Config, section: str | None, constructor: t.Mapping
     try:
         allow_list = AllowList.parse(_as_list(emails), [])
     except ValueError as e:
-        raise where.error("AUTHORIZED_EMAILS", emails, str(e)) from None
+        raise where.error("AUTHORIZED_EMAILS", emails, sentence(e)) from None
     try:
         allow_list = AllowList(allow_list.emails, AllowList.parse([], _as_list(domains)).domains)
     except ValueError as e:
-        raise where.error("AUTHORIZED_DOMAINS", domains, str(e)) from None
+        raise where.error("AUTHORIZED_DOMAINS", domains, sentence(e)) from None
 
     hosted_domain = values["HOSTED_DOMAIN"] or None  # an empty variable means "not set"
     if hosted_domain is not None:
@@ -187,7 +194,7 @@ def resolve_settings(config: Config, section: str | None, constructor: t.Mapping
         try:
             protect = to_bool(protect)
         except ValueError as e:
-            raise where.error("PROTECT_ALL_VIEWS", protect, str(e)) from None
+            raise where.error("PROTECT_ALL_VIEWS", protect, sentence(e)) from None
     if not isinstance(protect, bool):
         raise where.error("PROTECT_ALL_VIEWS", protect, "Expected true or false.")
 
@@ -205,6 +212,15 @@ def resolve_settings(config: Config, section: str | None, constructor: t.Mapping
                           "Expected an 'https://' URL: keys and endpoints fetched over plain"
                           " HTTP could be replaced on the way.")
 
+    provider_name = values["PROVIDER_NAME"]
+    if provider_name is not None and not isinstance(provider_name, str):
+        raise where.error("PROVIDER_NAME", provider_name, "Expected a name such as 'Okta'.")
+    provider_name = (provider_name or "").strip()  # an empty variable means "not set"
+    if len(provider_name) > MAX_PROVIDER_NAME or not provider_name.isprintable():
+        raise where.error("PROVIDER_NAME", values["PROVIDER_NAME"],
+                          f"Expected a name such as 'Okta' of at most {MAX_PROVIDER_NAME}"
+                          f" printable characters, for the button 'Sign in with <name>'.")
+
     return Settings(
         client_id=client_id.strip(),
         client_secret=secret,
@@ -214,6 +230,7 @@ def resolve_settings(config: Config, section: str | None, constructor: t.Mapping
         url_prefix=url_prefix,
         callback_path=callback,
         metadata_url=metadata_url,
+        provider_name=provider_name or default_provider_name(metadata_url),
     )
 
 

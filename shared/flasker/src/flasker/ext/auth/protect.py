@@ -9,11 +9,11 @@ from flask import current_app, g, redirect, request, url_for
 from flask_wtf.csrf import ValidationError, validate_csrf
 
 from .login import current_user
-from .models import SESSION_KEY_ATTR, AuthUser
+from .models import SESSION_KEY_ATTR, AuthUserBase
 from .redirects import request_target
 from .refusals import Refusal, is_api_request, log_security_event, refuse, wants_json
 from .sessions import NO_SESSION_ATTR, VIA_ATTR, load_session_user
-from .state import BLUEPRINT, auth_state
+from .state import BLUEPRINT, CSRF_HEADERS, auth_state
 from .tokens import find_by_secret, parse_bearer, touch
 
 if t.TYPE_CHECKING:
@@ -26,7 +26,6 @@ F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 #: The attribute marking a view as public (flasker's health checks carry it too).
 PUBLIC_ATTR = "flasker_public"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-CSRF_HEADERS = ("X-CSRF-Token", "X-CSRFToken")
 BEARER_ERROR_ATTR = "flasker_auth_bearer_error"
 
 
@@ -51,7 +50,7 @@ def is_auth_path(settings: Settings) -> bool:
     return request.path == prefix or request.path.startswith(prefix + "/")
 
 
-def allowed_now(settings: Settings, user: AuthUser) -> bool:
+def allowed_now(settings: Settings, user: AuthUserBase) -> bool:
     """Whether ``user`` is still allowed (the allow-list may have changed since the sign-in)."""
     if not settings.allow_list.allows(user.email):
         return False
@@ -68,7 +67,7 @@ def auth_method() -> str | None:
 # -- the loaders Flask-Login calls --------------------------------------------------------------
 
 
-def load_user_from_session(key: str) -> AuthUser | None:
+def load_user_from_session(key: str) -> AuthUserBase | None:
     """Flask-Login's ``user_loader``: the session holds the key of a sign-in."""
     if parse_bearer(request.headers.get("Authorization")) is not None:
         return None  # a bearer request is the script's, whatever cookie comes with it
@@ -85,7 +84,7 @@ def load_user_from_session(key: str) -> AuthUser | None:
     return user
 
 
-def load_user_from_request(_request: t.Any) -> AuthUser | None:
+def load_user_from_request(_request: t.Any) -> AuthUserBase | None:
     """Flask-Login's ``request_loader``: a personal API token under the API prefix."""
     secret = parse_bearer(request.headers.get("Authorization"))
     if secret is None:

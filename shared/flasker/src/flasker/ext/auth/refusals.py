@@ -6,14 +6,13 @@ import logging
 import typing as t
 from dataclasses import dataclass
 
-from flask import Response, has_request_context, render_template, request
+from flask import Response, current_app, has_request_context, render_template, request
 
 from ...problem import problem_response
+from ..api import api_prefix
 from .state import auth_state
 
 security_log = logging.getLogger("flasker.security")
-
-API_PREFIX = "/api"
 
 
 @dataclass(frozen=True)
@@ -21,6 +20,8 @@ class Reason:
     status: int
     title: str
     message: str
+    #: The refusal is about the account: its page offers to sign in with another one.
+    another_account: bool = False
 
 
 REASONS: dict[str, Reason] = {
@@ -59,20 +60,33 @@ REASONS: dict[str, Reason] = {
     "nonce_mismatch": Reason(
         403, "The sign-in could not be verified",
         "The ID token does not belong to this sign-in attempt."),
+    "email_missing": Reason(
+        403, "The sign-in could not be verified",
+        "The identity provider did not tell this application your e-mail address, which it"
+        " needs. Its administrator must set the provider up to share it."),
+    "userinfo_failed": Reason(
+        502, "The sign-in was not completed",
+        "The identity provider did not answer when asked for your e-mail address. Try again"
+        " in a moment."),
+    "subject_mismatch": Reason(
+        403, "The sign-in could not be verified",
+        "The identity provider's account details are about another account than the one"
+        " that signed in."),
     "email_unverified": Reason(
         403, "Your e-mail address is not verified",
-        "The identity provider has not verified your account's e-mail address."),
+        "The identity provider has not verified your account's e-mail address.",
+        another_account=True),
     "hosted_domain_mismatch": Reason(
         403, "This account is not allowed",
-        "Only accounts of this application's organisation may sign in."),
+        "Only accounts of this application's organisation may sign in.", another_account=True),
     "not_allowed": Reason(
         403, "This account is not allowed",
         "Your account is not on this application's list of allowed accounts. Ask its"
-        " administrator to add it, or sign in with another account."),
+        " administrator to add it, or sign in with another account.", another_account=True),
     "account_mismatch": Reason(
         403, "This account is not allowed",
         "Another account already uses this e-mail address here. Ask this application's"
-        " administrator to remove the old account."),
+        " administrator to remove the old account.", another_account=True),
     "storage_unavailable": Reason(
         503, "Signing in is unavailable",
         "The sign-in could not be recorded. Try again in a moment."),
@@ -87,10 +101,17 @@ REASONS: dict[str, Reason] = {
         "The API token is unknown, expired or revoked, or its account is no longer allowed."),
     "token_not_found": Reason(
         404, "No such token", "This API token does not exist, or it is not yours."),
+    # '{api}' is the API's prefix on the app (see Refusal.reason).
     "token_outside_api": Reason(
-        401, "API tokens work under /api only",
-        f"Personal API tokens are accepted under '{API_PREFIX}' only; sign in to use pages."),
+        401, "API tokens work under {api} only",
+        "Personal API tokens are accepted under '{api}' only; sign in to use pages."),
 }
+
+#: ``token_outside_api`` on an app that serves no API: tokens are accepted nowhere.
+NO_API = Reason(
+    401, "API tokens are not accepted here",
+    "This application serves no API, so personal API tokens are accepted nowhere; sign in"
+    " to use its pages.")
 
 
 class Refusal(Exception):
@@ -106,7 +127,15 @@ class Refusal(Exception):
 
     @property
     def reason(self) -> Reason:
-        return REASONS[self.code]
+        """What the user is told; messages about the API name its prefix on this app."""
+        reason = REASONS[self.code]
+        if self.code != "token_outside_api":
+            return reason
+        prefix = current_api_prefix()
+        if prefix is None:
+            return NO_API
+        return Reason(reason.status, reason.title.format(api=prefix),
+                      reason.message.format(api=prefix))
 
 
 def log_security_event(event: str, detail: str = "", level: int = logging.WARNING,
@@ -125,8 +154,25 @@ def log_security_event(event: str, detail: str = "", level: int = logging.WARNIN
                      extra={"security_event": event})
 
 
+def current_api_prefix() -> str | None:
+    """Where the current app's API lives, asked of the API extension at each request.
+
+    Asked, not remembered: the API may be registered after the auth extension.
+    ``None`` when the app serves no API.
+    """
+    return api_prefix(current_app)
+
+
 def is_api_request() -> bool:
-    return request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/")
+    """Whether the request is under the API's prefix (never, on an app without an API).
+
+    Bearer tokens are accepted there only, and there a signed-in browser's writes must
+    carry the CSRF token in a header.
+    """
+    prefix = current_api_prefix()
+    if prefix is None:
+        return False
+    return request.path == prefix or request.path.startswith(prefix + "/")
 
 
 def wants_json() -> bool:

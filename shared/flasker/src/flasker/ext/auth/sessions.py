@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .login import login_user, logout_user
-from .models import SESSION_KEY_ATTR, AuthSession, AuthUser, hash_secret, utcnow
+from .models import SESSION_KEY_ATTR, AuthUserBase, auth_models, hash_secret, utcnow
 from .refusals import Refusal
 
 if t.TYPE_CHECKING:
@@ -71,7 +71,8 @@ def _session_factory(engine: sa.Engine) -> Session:
     return Session(engine, expire_on_commit=False)
 
 
-def _upsert_user(db: Session, identity: Identity) -> AuthUser:
+def _upsert_user(db: Session, identity: Identity) -> AuthUserBase:
+    AuthUser = auth_models().AuthUser
     now = utcnow()
     user = db.scalars(sa.select(AuthUser).where(AuthUser.sub == identity.sub)).first()
     if user is None:
@@ -99,8 +100,9 @@ def _upsert_user(db: Session, identity: Identity) -> AuthUser:
     return user
 
 
-def sign_in(engine: sa.Engine, identity: Identity, lifetime: dt.timedelta) -> AuthUser:
+def sign_in(engine: sa.Engine, identity: Identity, lifetime: dt.timedelta) -> AuthUserBase:
     """Record the user and a new sign-in, then rotate the session and log the user in."""
+    AuthSession = auth_models().AuthSession
     key = secrets.token_urlsafe(32)
     previous = session.get("_user_id")
     now = utcnow()
@@ -136,6 +138,7 @@ def sign_out(engine: sa.Engine) -> None:
     """Delete the current sign-in's row, log out and clear the session."""
     key = session.get("_user_id")
     if isinstance(key, str):
+        AuthSession = auth_models().AuthSession
         with engine.begin() as connection:
             connection.execute(sa.delete(AuthSession).where(
                 AuthSession.key_hash == hash_secret(key)))
@@ -143,8 +146,10 @@ def sign_out(engine: sa.Engine) -> None:
     rotate_session()
 
 
-def load_session_user(db: Session, key: str) -> AuthUser | None:
+def load_session_user(db: Session, key: str) -> AuthUserBase | None:
     """The user of a live sign-in with this key, or ``None``."""
+    models = auth_models()
+    AuthUser, AuthSession = models.AuthUser, models.AuthSession
     stmt = (sa.select(AuthUser).join(AuthSession, AuthSession.user_id == AuthUser.id)
             .where(AuthSession.key_hash == hash_secret(key), AuthSession.expires_at > utcnow()))
     return db.scalars(stmt).first()

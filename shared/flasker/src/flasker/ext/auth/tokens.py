@@ -1,4 +1,8 @@
-"""Personal API tokens: made and revoked by the CLI or the token page, stored hashed."""
+"""Personal API tokens: made and revoked by the CLI or the token page, stored hashed.
+
+The functions work on the current app's tables (:func:`auth_models`): call them in a
+request, or inside ``app.app_context()``.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import typing as t
 import sqlalchemy as sa
 
 from .allowlist import normalise_email
-from .models import AuthToken, AuthUser, hash_secret, utcnow
+from .models import AuthTokenBase, AuthUserBase, auth_models, hash_secret, utcnow
 
 if t.TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -43,8 +47,8 @@ def parse_bearer(header: str | None) -> str | None:
     return credentials.strip() or None
 
 
-def create_token(db: Session, user: AuthUser, *, days: int = DEFAULT_DAYS,
-                 name: str = "") -> tuple[AuthToken, str]:
+def create_token(db: Session, user: AuthUserBase, *, days: int = DEFAULT_DAYS,
+                 name: str = "") -> tuple[AuthTokenBase, str]:
     """Make a token for ``user``: the row, and the secret (shown once, never stored)."""
     if not 1 <= days <= MAX_DAYS:
         raise TokenError(f"A token lasts from 1 to {MAX_DAYS} days, not {days}.")
@@ -52,23 +56,25 @@ def create_token(db: Session, user: AuthUser, *, days: int = DEFAULT_DAYS,
     if len(name) > MAX_NAME:
         raise TokenError(f"A token's name has at most {MAX_NAME} characters.")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = AuthToken(user_id=user.id, name=name, token_hash=hash_secret(secret),
-                      prefix=secret[: len(TOKEN_PREFIX) + 6],
-                      expires_at=utcnow() + dt.timedelta(days=days))
+    token = auth_models().AuthToken(user_id=user.id, name=name, token_hash=hash_secret(secret),
+                                    prefix=secret[: len(TOKEN_PREFIX) + 6],
+                                    expires_at=utcnow() + dt.timedelta(days=days))
     db.add(token)
     db.flush()
     return token, secret
 
 
-def find_by_secret(db: Session, secret: str) -> AuthToken | None:
+def find_by_secret(db: Session, secret: str) -> AuthTokenBase | None:
     if not looks_like_token(secret):
         return None
+    AuthToken = auth_models().AuthToken
     return db.scalars(sa.select(AuthToken).where(AuthToken.token_hash == hash_secret(secret))
                       ).first()
 
 
-def user_by_email(db: Session, email: str) -> AuthUser:
+def user_by_email(db: Session, email: str) -> AuthUserBase:
     """The user with this address (normalised); :class:`TokenError` when none signed in."""
+    AuthUser = auth_models().AuthUser
     normalised = normalise_email(email)
     user = None
     if normalised is not None:
@@ -79,7 +85,7 @@ def user_by_email(db: Session, email: str) -> AuthUser:
     return user
 
 
-def revoke(token: AuthToken) -> bool:
+def revoke(token: AuthTokenBase) -> bool:
     """Revoke ``token``; ``False`` when it was revoked already."""
     if token.revoked_at is not None:
         return False
@@ -87,18 +93,20 @@ def revoke(token: AuthToken) -> bool:
     return True
 
 
-def tokens_of(db: Session, user: AuthUser | None = None) -> list[AuthToken]:
+def tokens_of(db: Session, user: AuthUserBase | None = None) -> list[AuthTokenBase]:
+    AuthToken = auth_models().AuthToken
     stmt = sa.select(AuthToken).order_by(AuthToken.id)
     if user is not None:
         stmt = stmt.where(AuthToken.user_id == user.id)
     return list(db.scalars(stmt))
 
 
-def touch(engine: sa.Engine, token: AuthToken) -> None:
+def touch(engine: sa.Engine, token: AuthTokenBase) -> None:
     """Record the token's use (at most once per :data:`LAST_USED_PRECISION`)."""
     now = utcnow()
     if token.last_used_at is not None and now - token.last_used_at < LAST_USED_PRECISION:
         return
+    AuthToken = type(token)
     with engine.begin() as connection:
         connection.execute(sa.update(AuthToken).where(AuthToken.id == token.id)
                            .values(last_used_at=now))

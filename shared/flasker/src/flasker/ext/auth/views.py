@@ -11,10 +11,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from .login import current_user
-from .models import AuthToken, AuthUser
 from .protect import auth_method, unauthorized
 from .redirects import safe_next
-from .refusals import Refusal, log_security_event, refuse, render_page, wants_json
+from .refusals import (
+    Refusal,
+    current_api_prefix,
+    log_security_event,
+    refuse,
+    render_page,
+    wants_json,
+)
 from .sessions import sign_in, sign_out
 from .state import BLUEPRINT, auth_state
 from .tokens import DEFAULT_DAYS, MAX_DAYS, TokenError, create_token, revoke, tokens_of
@@ -53,12 +59,18 @@ def login() -> ResponseReturnValue:
 
 
 def start() -> ResponseReturnValue:
-    """Send the browser to the provider, with PKCE, a nonce and a single-use state."""
+    """Send the browser to the provider, with PKCE, a nonce and a single-use state.
+
+    ``?another_account=1`` (the refusal page's retry) asks the provider to let the user
+    choose another account, rather than sending back the one just refused.
+    """
     state = auth_state()
     scheme = "https" if current_app.config.get("SESSION_COOKIE_SECURE") else request.scheme
     redirect_uri = url_for(f"{BLUEPRINT}.callback", _external=True, _scheme=scheme)
     try:
-        url = state.client.authorization_url(redirect_uri, _next_from_args())
+        url = state.client.authorization_url(
+            redirect_uri, _next_from_args(),
+            another_account=request.args.get("another_account") == "1")
     except Refusal as refusal:
         return refuse(refusal)
     except SQLAlchemyError as e:
@@ -115,7 +127,7 @@ def tokens() -> ResponseReturnValue:
     error = None
     status = 200
     with Session(state.engine, expire_on_commit=False) as db, db.begin():
-        user = db.get_one(AuthUser, current_user.id)
+        user = db.get_one(state.models.AuthUser, current_user.id)
         if request.method == "POST":
             refusal = _check_form_csrf()
             if refusal is not None:
@@ -133,7 +145,7 @@ def tokens() -> ResponseReturnValue:
         rows = tokens_of(db, user)
     return render_page("flasker_auth/tokens.html", status, user=current_user, tokens=rows,
                        new_secret=new_secret, error=error, token_days=TOKEN_DAYS,
-                       default_days=DEFAULT_DAYS)
+                       default_days=DEFAULT_DAYS, api_prefix=current_api_prefix())
 
 
 def revoke_token(token_id: int) -> ResponseReturnValue:
@@ -144,8 +156,9 @@ def revoke_token(token_id: int) -> ResponseReturnValue:
     refusal = _check_form_csrf()
     if refusal is not None:
         return refuse(refusal)
-    with Session(auth_state().engine) as db, db.begin():
-        token = db.get(AuthToken, token_id)
+    state = auth_state()
+    with Session(state.engine) as db, db.begin():
+        token = db.get(state.models.AuthToken, token_id)
         # Someone else's token is "not found", not "forbidden": its id tells nothing.
         if token is None or token.user_id != current_user.id:
             return refuse(Refusal("token_not_found", f"revoke of token {token_id}: not theirs",
@@ -178,7 +191,8 @@ def _security_headers(response: Response) -> Response:
 
 def create_blueprint(settings: Settings) -> Blueprint:
     """The auth routes under ``URL_PREFIX``; the callback at ``CALLBACK_URL`` below it."""
-    bp = Blueprint(BLUEPRINT, __name__, template_folder="templates",
+    # The pages' stylesheet is a static file: the Content-Security-Policy allows no inline style.
+    bp = Blueprint(BLUEPRINT, __name__, template_folder="templates", static_folder="static",
                    url_prefix=settings.url_prefix)
     bp.add_url_rule("/login", "login", login, methods=["GET"])
     bp.add_url_rule("/start", "start", start, methods=["GET"])

@@ -5,9 +5,9 @@ from __future__ import annotations
 from alembic import context
 
 from flasker import current_project
-from flasker.util import Model
 
-target_metadata = Model.metadata
+# The tables of the project's models (their registry is the project's own).
+target_metadata = current_project.metadata
 
 
 def run_migrations_offline() -> None:

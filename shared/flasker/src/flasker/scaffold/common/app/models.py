@@ -1,4 +1,4 @@
-"""The project's models: flasker.util.Model names each table after its class (Note → notes)."""
+"""The project's models: flasker.Model names each table after its class (Note → notes)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from flasker.util import Model
+from flasker import Model
 
 
 class Note(Model):

@@ -1,4 +1,11 @@
-"""``Model``: the declarative base of every flasker project."""
+"""``Model``: the base of every flasker model, mapped in the registry of its own project.
+
+Each :class:`~flasker.Project` has a SQLAlchemy registry of its own (``project.registry``,
+whose ``metadata`` holds its tables), as each Flask-SQLAlchemy ``db`` has its own
+``db.Model``. A class that subclasses :class:`Model` is mapped, as it is declared, in
+the registry of ``current_project``: the project importing its MODULES, or the one whose
+app context is pushed. Two projects in one process each have their own ``House``.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +17,10 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from flask import abort
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Session, declared_attr
+from sqlalchemy.orm import Mapper, Session, declared_attr, registry
 from sqlalchemy.orm.relationships import RelationshipProperty
 
-from ..globals import current_project
+from .globals import current_project, has_project
 
 _T = t.TypeVar("_T", bound="Model")
 
@@ -38,8 +45,13 @@ def table_name(class_name: str) -> str:
     return snake + "s"
 
 
+def new_registry() -> registry:
+    """A registry with flasker's constraint naming convention, for one project."""
+    return registry(metadata=sa.MetaData(naming_convention=NAMING_CONVENTION))
+
+
 @dataclass
-class Page(t.Generic[_T]):
+class Pagination(t.Generic[_T]):
     """One page of results, as ``Model.paginate`` returns it."""
 
     items: list[_T]
@@ -60,18 +72,52 @@ class Page(t.Generic[_T]):
         return self.page < self.pages
 
 
-class Model(DeclarativeBase):
-    """Declarative base: keyword constructor, table name from the class name, helpers.
+_outside_project_msg = """\
+The model '{name}' is declared outside a flasker project.
+
+A model is mapped in the registry of the project that declares it. Declare models in
+a module of the project's [PROJECT] MODULES (imported when the project starts), or
+inside 'with project.app.app_context():'. An abstract base ('__abstract__ = True')
+needs no project.\
+"""
+
+
+class Model:
+    """The base of a project's models: keyword constructor, table name from the class name.
 
     ``House(address="1 Road")`` works out of the box, ``House.__tablename__`` is
     ``houses``. Helpers use the project's session unless another one is passed.
+    A subclass is mapped in ``current_project.registry`` when it is declared (SQLAlchemy's
+    public ``registry.map_declaratively``); one with ``__abstract__ = True`` in its own
+    body is a mixin, mapped with each of its subclasses.
     """
 
-    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    __abstract__ = True
+
+    if t.TYPE_CHECKING:
+        __table__: t.ClassVar[sa.Table]
+        __mapper__: t.ClassVar[Mapper[t.Any]]
+
+    def __init_subclass__(cls, **kwargs: t.Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("__abstract__", False):
+            return
+        if not has_project():
+            raise RuntimeError(_outside_project_msg.format(name=cls.__name__))
+        current_project.registry.map_declaratively(cls)
+
+    def __init__(self, **kwargs: t.Any) -> None:
+        """Set each keyword as an attribute; an unknown name is a ``TypeError``."""
+        cls = type(self)
+        for key, value in kwargs.items():
+            if not hasattr(cls, key):
+                raise TypeError(f"{key!r} is an invalid keyword argument for {cls.__name__}")
+            setattr(self, key, value)
 
     @declared_attr.directive
     def __tablename__(cls) -> str:
-        return table_name(cls.__name__)
+        # SQLAlchemy calls a directive with the class being mapped, not an instance.
+        return table_name(t.cast("type[Model]", cls).__name__)
 
     def __repr__(self) -> str:
         pairs = zip(self.primary_key_names(), self.primary_key(), strict=True)
@@ -154,7 +200,7 @@ class Model(DeclarativeBase):
     @classmethod
     def paginate(cls: type[_T], page: int = 1, per_page: int = 20, *,
                  select: sa.Select[t.Any] | None = None, max_per_page: int = 100,
-                 session: Session | None = None, error_out: bool = True) -> Page[_T]:
+                 session: Session | None = None, error_out: bool = True) -> Pagination[_T]:
         """One page of ``select`` (all rows by primary key by default).
 
         A page below 1, a size below 1 or past the last page is a 404 when
@@ -172,24 +218,4 @@ class Model(DeclarativeBase):
         items = list(db.scalars(select.limit(per_page).offset((page - 1) * per_page)))
         if not items and page != 1 and error_out:
             abort(404)
-        return Page(items=items, page=page, per_page=per_page, total=total or 0)
-
-
-def forget_models(modules: t.Collection[str]) -> None:
-    """Unmap the models declared in ``modules`` or in modules below them; drop their tables.
-
-    A project that imports its modules anew (a second project in one process) would
-    otherwise find its tables "already defined". SQLAlchemy only disposes whole
-    registries publicly, so this uses the per-class half of ``registry.dispose``.
-    """
-    registry = Model.registry
-    for manager in list(registry._managers):
-        cls = manager.class_
-        if not any(cls.__module__ == m or cls.__module__.startswith(m + ".") for m in modules):
-            continue
-        # A class whose mapping failed half-way has a manager but no '__table__' of its own.
-        table = cls.__dict__.get("__table__")
-        del registry._managers[manager]
-        registry._dispose_manager_and_mapper(manager)
-        if isinstance(table, sa.Table) and table.name in Model.metadata.tables:
-            Model.metadata.remove(table)
+        return Pagination(items=items, page=page, per_page=per_page, total=total or 0)

@@ -1,4 +1,4 @@
-"""Reading objects at any depth, fast: column rows only, a constant number of statements.
+"""The API's SQL reader: objects at any depth from column rows, in a constant number of statements.
 
 A page is read as rows of the columns it shows (never as ORM objects). Each
 relationship shown adds one statement, whatever the page size (no N+1): its rows
@@ -13,10 +13,12 @@ and relationships past the depth are keys.
 
 from __future__ import annotations
 
-import functools
 import operator
 import typing as t
+from collections import deque
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import repeat
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -43,24 +45,26 @@ class Plan:
     properties: list[str]
     index: dict[str, int]
 
-    def key(self, row: t.Sequence[t.Any]) -> Key:
-        at = self.key_at
-        return row[at[0]] if len(at) == 1 else tuple(row[i] for i in at)
+    def items(self, rows: t.Sequence[t.Any], inline: t.Sequence[tuple[str, int]]
+              ) -> list[dict[str, t.Any]]:
+        """The objects of ``rows``: the columns shown, by name, then ``inline`` (name, index).
 
-    def maker(self, inline: list[tuple[str, int]]) -> t.Callable[[t.Any], dict[str, t.Any]]:
-        """A function building an object from a row, written for these columns.
-
-        A dict display is three times faster than ``dict(zip(names, row))``, and a page
-        holds thousands of rows. The names are the model's attribute names, quoted with
-        ``repr``; nothing of the request goes into the code.
+        The objects are filled a column at a time, each column by a loop in C (``map``
+        over the rows): within 2 % of a request of 10,000 houses and their 30,000 cats
+        of a dict display written for these columns, which only ``eval`` could write.
+        ``dict(zip(names, row))`` allocates three objects a row; the garbage collector
+        counting, it costs 6 % of that request.
         """
-        entries = [*((n, i) for i, n in enumerate(self.out)), *inline]
-        return _maker("lambda row: {" + ", ".join(f"{n!r}: row[{i}]" for n, i in entries) + "}")
+        items: list[dict[str, t.Any]] = [{} for _row in rows]
+        shown = [(name, at) for at, name in enumerate(self.out)]
+        for name, at in [*shown, *inline]:
+            _exhaust(map(operator.setitem, items, repeat(name), map(operator.itemgetter(at), rows)))
+        return items
 
 
-@functools.lru_cache(maxsize=512)  # shared by requests; bounded, as 'fields' vary the columns
-def _maker(source: str) -> t.Callable[[t.Any], dict[str, t.Any]]:
-    return t.cast("t.Callable[[t.Any], dict[str, t.Any]]", eval(source))  # noqa: S307
+def _exhaust(iterator: t.Iterator[object]) -> None:
+    """Run ``iterator`` to its end in C, keeping nothing (itertools' "consume" recipe)."""
+    deque(iterator, maxlen=0)
 
 
 @dataclass
@@ -103,7 +107,9 @@ def _key_names(width: int) -> list[str]:
 
 
 @dataclass
-class Page:
+class ReadPage:
+    """What :meth:`Reader.page` read: its objects, whether more follow, the last sort values."""
+
     items: list[dict[str, t.Any]]
     has_more: bool
     last_order: tuple[t.Any, ...] | None
@@ -127,7 +133,7 @@ class Reader:
 
     def page(self, spec: ModelSpec, criteria: t.Sequence[sa.ColumnElement[bool]],
              order: t.Sequence[tuple[ColumnSpec, bool]], order_by: t.Sequence[t.Any],
-             limit: int, offset: int) -> Page:
+             limit: int, offset: int) -> ReadPage:
         """One page: ``limit`` objects after ``offset`` in ``order``, and whether more follow.
 
         ``order_by`` is ``order`` as clauses.
@@ -137,7 +143,8 @@ class Reader:
         def build() -> sa.Select[t.Any]:
             return (sa.select(*plan.select).where(*criteria).order_by(*order_by)
                     .limit(sa.bindparam("api_limit", type_=sa.Integer))
-                    .offset(sa.bindparam("api_offset", type_=sa.Integer))
+                    # 64 bits, as offsets and positions go (PostgreSQL casts to the type).
+                    .offset(sa.bindparam("api_offset", type_=sa.BigInteger))
                     .options(*self.options))
 
         shape = ("page", tuple(plan.index), tuple((c.key, d) for c, d in order))
@@ -155,7 +162,7 @@ class Reader:
         last = None
         if rows:
             last = tuple(rows[-1][plan.index[c.key]] for c, _d in order)
-        return Page(self._assemble(level), has_more, last)
+        return ReadPage(self._assemble(level), has_more, last)
 
     def one(self, spec: ModelSpec, key: Key) -> dict[str, t.Any] | None:
         plan = self.plan(spec)
@@ -167,6 +174,43 @@ class Reader:
         level = self._level(plan, rows, lambda: sa.select(*spec.pk_attrs).where(criterion),
                             self.read.depth)
         return self._assemble(level)[0]
+
+    def stream(self, spec: ModelSpec, criteria: t.Sequence[sa.ColumnElement[bool]],
+               order_by: t.Sequence[t.Any], size: int, limit: int | None = None,
+               offset: int = 0) -> tuple[list[str], t.Iterator[list[dict[str, t.Any]]]]:
+        """The objects matching ``criteria`` in order (``limit`` after ``offset``), in batches.
+
+        Gives the fields of each object (columns, relationships, properties, in the order
+        a JSON object shows them) and an iterator of batches. The SELECT runs at once, so
+        that its errors are the caller's to answer; its rows are then fetched ``size`` at
+        a time (``yield_per``: a server-side cursor on PostgreSQL, SQLite steps its own),
+        so memory holds one batch however many rows match. Relationships are keys (depth
+        0), read per batch as for a page: one statement per relationship and batch.
+        """
+        plan = self.plan(spec)
+        stmt = (sa.select(*plan.select).where(*criteria).order_by(*order_by)
+                .limit(limit).offset(offset or None).options(*self.options))
+        result = self._rows_streamed(stmt, size)
+        names = [*plan.out, *(r.key for r, _tgt, _local in plan.relations), *plan.properties]
+        return names, self._batches(plan, result)
+
+    def _rows_streamed(self, stmt: sa.Select[t.Any], size: int) -> sa.CursorResult[t.Any]:
+        connection = self._connection
+        if connection is None:
+            connection = self._connection = self.db.connection()
+        return connection.execute(stmt, execution_options={"yield_per": size})
+
+    def _batches(self, plan: Plan, result: sa.CursorResult[t.Any]
+                 ) -> t.Iterator[list[dict[str, t.Any]]]:
+        spec = plan.spec
+        key_of = operator.itemgetter(*plan.key_at)
+        try:
+            for rows in result.partitions():
+                keys = list(map(key_of, rows))
+                level = self._level(plan, rows, partial(_select_keys, spec, keys), 0)
+                yield self._assemble(level)
+        finally:
+            result.close()
 
     def _rows(self, stmt: sa.Select[t.Any], params: dict[str, t.Any] | None = None
               ) -> sa.CursorResult[t.Any]:
@@ -284,9 +328,8 @@ class Reader:
         inline = [(r.key, local[0]) for r, _tgt, local in plan.relations
                   if depth == 0 and local is not None and len(local) == 1
                   and r.target not in scoped]
-        make = plan.maker(inline)
         if owners is None:
-            items = [make(row) for row in rows]
+            items = plan.items(rows, inline)
         else:
             # The rows come ordered by parent: each parent's children are one run of rows.
             owner_of, children, members = owners
@@ -300,9 +343,9 @@ class Reader:
                         last = owner
                     keyed.append(key_of(row))
                 rows = list({key_of(row): row for row in rows}.values())
-                items = [make(row) for row in rows]
+                items = plan.items(rows, inline)
             else:  # one parent each: the parents get their children's objects at once
-                items = [make(row) for row in rows]
+                items = plan.items(rows, inline)
                 made: list[dict[str, t.Any]] = []
                 for row, item in zip(rows, items, strict=True):
                     owner = owner_of(row)
@@ -547,6 +590,11 @@ def _attach(level: Level) -> None:
                 item[name] = found[0] if found else None
         if link.level is not None and link.level.links:
             _attach(link.level)
+
+
+def _select_keys(spec: ModelSpec, keys: list[Key]) -> sa.Select[t.Any]:
+    """The SELECT of ``keys`` (a batch's), for databases that take no array of keys."""
+    return sa.select(*spec.pk_attrs).where(spec.key_in(keys))
 
 
 def _count(level: Level, levels: dict[str, int]) -> None:

@@ -1,6 +1,8 @@
-"""Shared pieces of the API tests: the models of a test project, and the fixtures that build it.
+"""The API tests' fixtures and helpers: a project whose MODULES declare the test models.
 
-(No tests here: the ``test_ext_api*.py`` files import these helpers.)
+Registered for every test by ``pytest_plugins`` in ``conftest.py``; the ``test_ext_api*.py``
+files ask for the fixtures by name (``make_api``, ``api``, ``api_client``, ``statements``)
+and import the helpers (``models_source``, ``seed``, ``problem``, ``fields``).
 """
 
 from __future__ import annotations
@@ -13,13 +15,12 @@ import pytest
 import sqlalchemy as sa
 
 from flasker import Project
-from flasker.util import Model
 
 from .conftest import unique_package
 
 # The test models: Column style and typed 2.0 style, a composite key, a many-to-many,
-# a self-referential tree, every column type the API knows. Names that the module-level
-# models of test_models.py use (House, Cat) are avoided: tables are global to Model.
+# a self-referential tree, every column type the API knows. Each project maps them in its
+# own registry, from a package of its own (MODULES = <unique package>.models).
 MODELS = '''
 from __future__ import annotations
 
@@ -32,12 +33,11 @@ from sqlalchemy import (JSON, Column, DateTime, ForeignKey, ForeignKeyConstraint
                         LargeBinary, Numeric, String, Unicode)
 from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
 
-from flasker import current_project
+from flasker import Model, current_project
 from flasker.ext.api import APIManager
-from flasker.util import Model
 
 api_manager = APIManager(add_all_models=ADD_ALL)
-current_project.register_manager(api_manager, config_section=SECTION)
+current_project.register_manager(api_manager)
 SETUP
 
 
@@ -116,21 +116,10 @@ class Node(Model):
 '''
 
 
-def models_source(*, add_all: bool = True, section: str | None = "API", setup: str = "",
-                  extra: str = "") -> str:
+def models_source(*, add_all: bool = True, setup: str = "", extra: str = "") -> str:
     """The models module, with the manager's options and extra code after registration."""
-    source = (MODELS.replace("ADD_ALL", repr(add_all))
-              .replace("SECTION", repr(section))
-              .replace("SETUP", textwrap.dedent(setup)))
+    source = MODELS.replace("ADD_ALL", repr(add_all)).replace("SETUP", textwrap.dedent(setup))
     return source + textwrap.dedent(extra)
-
-
-def project_tables(project: Project) -> list[sa.Table]:
-    """The tables of the project's own models (Model's metadata is shared by every test)."""
-    package = (project.config["PROJECT"]["MODULES"][0]).split(".")[0]
-    tables = {m.__table__ for m in project.models().values()
-              if m.__module__.split(".")[0] == package}
-    return [t for t in Model.metadata.sorted_tables if t in tables]
 
 
 class MakeAPI(t.Protocol):
@@ -146,11 +135,10 @@ def make_api(make_project: t.Callable[..., Project], db_url: str, tmp_path: Path
         package = unique_package()
         cfg = (f"[PROJECT]\nNAME = API test\nMODULES = {package}.models\nDB_URL = {db_url}\n"
                f"[API]\n{api}\n[APP]\n{app}\n")
-        # A project that fails to start unmaps its models itself (Project.start).
         project = make_project(cfg, files={f"{package}/__init__.py": "",
                                            f"{package}/models.py": models or models_source()},
                                folder=tmp_path / package)
-        Model.metadata.create_all(project.engine, tables=project_tables(project))
+        project.metadata.create_all(project.engine)
         return project
 
     return make
@@ -163,7 +151,8 @@ def api(make_api: MakeAPI) -> Project:
 
 
 @pytest.fixture
-def client(api: Project) -> t.Any:
+def api_client(api: Project) -> t.Any:
+    """A test client of :func:`api` (``client`` is the plain project's, in ``conftest.py``)."""
     return api.app.test_client()
 
 

@@ -19,8 +19,11 @@ if t.TYPE_CHECKING:
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def jsonify(value: t.Any, depth: int = 1) -> t.Any:
+def to_json_data(value: t.Any, depth: int = 1) -> t.Any:
     """``value`` as JSON data: dicts, lists, strings, numbers, booleans and ``None``.
+
+    Unlike ``flask.jsonify`` it returns data, not a response: a view may return it, a
+    task may store it.
 
     Models become dicts of their columns, with their relationships followed
     ``depth`` levels down (0: columns only). Datetimes and dates become ISO 8601
@@ -29,11 +32,11 @@ def jsonify(value: t.Any, depth: int = 1) -> t.Any:
 
     ::
 
-        jsonify(house)            # {"id": 1, "address": "...", "owner": {...}}
-        jsonify([house], depth=0)  # [{"id": 1, "address": "...", "owner_id": 3}]
+        to_json_data(house)             # {"id": 1, "address": "...", "owner": {...}}
+        to_json_data([house], depth=0)  # [{"id": 1, "address": "...", "owner_id": 3}]
     """
     if depth < 0:
-        raise ValueError(f"The depth of 'jsonify' must be 0 or more, not {depth!r}.")
+        raise ValueError(f"The depth of 'to_json_data' must be 0 or more, not {depth!r}.")
     return loads(dumps(_expand(value, depth)))
 
 
@@ -90,7 +93,7 @@ def _model_dict(instance: t.Any, depth: int, fields: t.Iterable[str] | None) -> 
 class Jsonifiable:
     """A model mixin giving ``to_json(depth, fields)``; override it to shape the output.
 
-    ``flasker.util.json.dumps`` (and so the API and ``jsonify``) calls ``to_json()``.
+    ``flasker.util.json.dumps`` (and so the API and ``to_json_data``) calls ``to_json()``.
     """
 
     def to_json(self, depth: int = 1, fields: t.Iterable[str] | None = None) -> dict[str, t.Any]:
@@ -105,15 +108,16 @@ class Jsonifiable:
         if not _is_model(self):
             raise TypeError(
                 f"'{type(self).__name__}' is not a mapped model: 'Jsonifiable' needs"
-                " 'flasker.util.Model' (or another declarative base) among its bases,"
+                " 'flasker.Model' (or another declarative base) among its bases,"
                 " or an overridden 'to_json'."
             )
         return t.cast("dict[str, t.Any]", loads(dumps(_model_dict(self, depth, fields))))
 
 
 class OrjsonProvider(JSONProvider):
-    """Flask's JSON provider on flasker's serializer: ``jsonify``, ``request.json``, ``tojson``.
+    """Flask's JSON provider (``app.json``) on flasker's serializer.
 
+    ``flask.jsonify``, ``request.json`` and the ``tojson`` filter go through it.
     Unlike Flask's default, dates are written in ISO 8601 and an unknown type is a
     ``TypeError`` rather than a guess. Responses are indented in debug mode, as
     Flask does, unless ``compact`` is set.
