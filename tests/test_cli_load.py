@@ -149,6 +149,22 @@ def test_a_refused_row_stops_with_its_line(loader: Loader) -> None:
     assert loader.rows() == []
 
 
+def test_the_first_bad_row_is_named_whichever_kind(loader: Loader) -> None:
+    # A row the database refuses (line 3) in a batch before a row that does not convert
+    # (line 7) is the one named; in the same batch, the row that does not convert is, as
+    # each batch is read whole before it is written.
+    path = loader.csv(HEADER + row("a") + row("a") + "".join(row(f"m{i}") for i in range(3))
+                      + row("bad", value="lots"))
+    result = loader.load("Reading", str(path), "--batch", "2")
+    assert result.exit_code == 1
+    assert re.search(r"Error: Line 3 of 'readings.csv': (IntegrityError|UniqueViolation): ",
+                     result.stderr)
+    result = loader.load("Reading", str(path), "--batch", "10")
+    assert result.exit_code == 1
+    assert "Error: Line 7 of 'readings.csv': field 'value' has value 'lots'" in result.stderr
+    assert loader.rows() == []
+
+
 def test_skip_leaves_bad_rows_out_and_lists_them(loader: Loader) -> None:
     text = (HEADER + row("a") + row("b", value="x") + "c,1\n" + row("d") + row("a", note="dup")
             + row("e", ok="maybe") + row("f") + row("g", note="n" * 60) + row("h"))

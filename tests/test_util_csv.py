@@ -1,18 +1,25 @@
-"""``SmartDictReader``: typed fields by mapping or guess, bad rows stopped or skipped."""
+"""``SmartDictReader``: typed fields, bad rows stopped or skipped; ``load_csv`` into a model."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import decimal
 import io
+import time
+import typing as t
 import uuid
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from flasker import Project
 from flasker.util import CSVError, SmartDictReader
 from flasker.util.convert import guess
-from flasker.util.csv import RowError
+from flasker.util.csv import RowError, converter, load_csv
+
+from .conftest import unique_package
 
 
 def reader(text: str, **kwargs: object) -> SmartDictReader:
@@ -172,3 +179,168 @@ def test_given_fieldnames_and_dialect(tmp_path: Path) -> None:
         assert list(r) == [{"n": 1, "s": "x"}, {"n": 2, "s": "y"}]
         assert r.name.endswith("semi.csv")
         assert r.line_num == 2
+
+
+# -- load_csv: what is stored is what the converters read ---------------------------------------
+
+SPELLINGS_MODELS = """
+import datetime as dt
+import decimal
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from flasker import Model
+
+
+class Sample(Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    n: Mapped[int | None]
+    big: Mapped[int | None] = mapped_column(sa.BigInteger)
+    x: Mapped[float | None]
+    price: Mapped[decimal.Decimal | None] = mapped_column(sa.Numeric(12, 4))
+    ok: Mapped[bool | None]
+    at: Mapped[dt.datetime | None]
+    day: Mapped[dt.date | None]
+    label: Mapped[str] = mapped_column(sa.Text)
+"""
+
+# Per column, spellings the converters take: each row is stored as they read it, whether its
+# text goes to the database as it is or converted.
+SPELLINGS = {
+    "n": ["7", "007", "+3", "-12", " 5 ", ""],
+    "big": ["9007199254740993", "-1", "0", "", "42", "1"],
+    "x": ["1.5", ".5", "1.", "6.02e23", " 2.25 ", "-0.0"],
+    "price": ["1.5000", "-0.0001", "1e3", " 7 ", "", "12345678.1234"],
+    "ok": ["true", "FALSE", "Yes", " on ", "0", ""],
+    "at": ["2024-02-29T10:30:00", "2024-02-29 10:30:00", "2024-02-29T10:30:00.25",
+           "2024-02-29T10:30", " 2024-02-29 10:30:00 ", ""],
+    "day": ["2024-02-29", " 2024-02-29", "20240229", "", "1999-12-31", "0001-01-01"],
+    "label": ["plain", "tab\there", "new\nline", "back\\slash", "\\N", ""],
+}
+
+
+def make_samples(make_project: t.Callable[..., Project], db_url: str) -> Project:
+    package = unique_package()
+    project = make_project(
+        f"[PROJECT]\nNAME = Samples\nMODULES = {package}.models\nDB_URL = {db_url}\n"
+        "[APP]\nTESTING = true\n",
+        files={f"{package}/__init__.py": "", f"{package}/models.py": SPELLINGS_MODELS},
+    )
+    table = project.models()["Sample"].__table__
+    table.metadata.create_all(project.engine, tables=[table])
+    return project
+
+
+@pytest.fixture
+def samples(make_project: t.Callable[..., Project], db_url: str) -> Project:
+    return make_samples(make_project, db_url)
+
+
+@pytest.mark.parametrize(("underflow", "batch"), [
+    (False, 1), (False, 2), (False, 4), (False, 1000), (True, 4),
+])
+def test_load_csv_stores_what_the_converters_read(samples: Project, tmp_path: Path,
+                                                  underflow: bool, batch: int) -> None:
+    # Batches of 1 and 2 rows check the usual spellings column by column (with NULLs among
+    # them), longer ones meet the unusual ones in the same column and go row by row.
+    path = tmp_path / "samples.csv"
+    names = list(SPELLINGS)
+    rows = list(zip(*SPELLINGS.values(), strict=True))
+    if underflow:
+        # 0.0 to Python, out of range to PostgreSQL: the streamed COPY is refused and the
+        # load starts over by batches, which the user does not see.
+        rows[2] = (*rows[2][:2], "1e-400", *rows[2][3:])
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(names)
+        writer.writerows(rows)
+    model = samples.models()["Sample"]
+    result = load_csv(samples.engine, model, path, batch=batch)
+    assert (result.rows, result.errors, result.failed_batches) == (len(rows), [], [])
+    assert result.batches == -(-len(rows) // batch)
+    types = {"n": int, "big": int, "x": float, "price": decimal.Decimal, "ok": bool,
+             "at": dt.datetime, "day": dt.date, "label": str}
+    expected = [
+        tuple(converter(types[name])(text) if text or name == "label" else None
+              for name, text in zip(names, row, strict=True))
+        for row in rows
+    ]
+    table = model.__table__
+    with samples.engine.connect() as connection:
+        stored = connection.execute(
+            sa.select(*(table.c[name] for name in names)).order_by(table.c.id)).all()
+    assert [tuple(r) for r in stored] == expected
+
+
+def test_load_csv_streams_rows_while_it_reads(make_project: t.Callable[..., Project],
+                                              clean_pg: str, tmp_path: Path) -> None:
+    # Memory stays flat with the file's size: rows reach the database batch by batch while
+    # the file is still being read. Seen from another session, through PostgreSQL's
+    # progress view of the COPY, when the loader reports its third batch of 100 rows.
+    project = make_samples(make_project, clean_pg)
+    path = tmp_path / "many.csv"
+    path.write_text("n,label\n" + "".join(f"{i},{'x' * 100}\n" for i in range(5000)))
+    watcher = sa.create_engine(clean_pg)
+    seen: list[int] = []
+
+    def progress(lines: int) -> None:
+        if len(seen) == 2:  # after the third batch: wait (at most 30 s) until rows are in
+            with watcher.connect() as connection:
+                for _ in range(300):
+                    done = connection.scalar(sa.text(
+                        "SELECT tuples_processed FROM pg_stat_progress_copy"
+                        " WHERE relid = 'samples'::regclass"))
+                    if done:
+                        break
+                    connection.rollback()
+                    time.sleep(0.1)
+            seen.append(int(done or 0))
+        else:
+            seen.append(0)
+
+    try:
+        result = load_csv(project.engine, project.models()["Sample"], path, batch=100,
+                          progress=progress)
+    finally:
+        watcher.dispose()
+    assert result.rows == 5000 and result.batches == 50
+    assert len(seen) == 50 and 100 <= seen[2] < 5000
+
+
+@pytest.mark.parametrize("batch", [1, 3, 1000])
+def test_load_csv_names_each_bad_row_by_its_line(samples: Project, tmp_path: Path,
+                                                 batch: int) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(
+        "n,day,label\n"
+        "1,2000-01-01,a\n"
+        "x,2000-01-01,b\n"         # line 3: not an integer
+        "3,2000-01-01\n"           # line 4: too few fields
+        "\n"                       # line 5: blank, ignored
+        '4,"2000-01-01",c\n'       # line 6: fine (quoted)
+        "5,2000-01-01,d,extra\n"   # line 7: too many fields
+        '6,"multi\nline",e\n'      # lines 8-9: a bad date spanning two lines
+        '"x"y,2000-01-01,f\n'      # line 10: malformed
+        "8,2000-02-30,g\n"         # line 11: no such day
+        "9,1999-12-31,h\n"         # line 12
+    )
+    model = samples.models()["Sample"]
+    result = load_csv(samples.engine, model, path, batch=batch, on_error="skip")
+    assert result.rows == 3 and result.batches == -(-3 // batch)
+    assert [(e.line, e.message) for e in result.errors] == [
+        (3, "field 'n' has value 'x': not an integer."),
+        (4, "2 fields where the header has 3."),
+        (7, "4 fields where the header has 3."),
+        (8, "field 'day' has value 'multi\\nline': not an ISO 8601 date (YYYY-MM-DD)."),
+        (10, "malformed CSV: ',' expected after '\"'."),
+        (11, "field 'day' has value '2000-02-30': not an ISO 8601 date (YYYY-MM-DD)."),
+    ]
+    table = model.__table__
+    with samples.engine.connect() as connection:
+        assert connection.execute(sa.select(table.c.n, table.c.label).order_by(table.c.id)
+                                  ).all() == [(1, "a"), (4, "c"), (9, "h")]
+    # Stopping, the first of them is named, whatever the batch holds.
+    result = load_csv(samples.engine, model, path, batch=batch)
+    assert str(result.stopped) == "Line 3 of 'bad.csv': field 'n' has value 'x': not an integer."
+    assert result.stopped is not None and result.stopped.line == 3

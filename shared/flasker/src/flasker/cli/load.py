@@ -24,7 +24,7 @@ SHOWN_ERRORS = 20
 @click.argument("model")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--batch", default=1000, show_default=True, type=click.IntRange(min=1),
-              help="Rows per INSERT batch.")
+              help="Rows per batch (an INSERT, or a block of the streamed COPY).")
 @click.option("--dry-run", is_flag=True,
               help="Read, convert and insert every row, then roll back: nothing is written.")
 @click.option("--on-error", type=click.Choice(["skip", "stop"]), default="stop",

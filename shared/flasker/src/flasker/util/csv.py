@@ -13,6 +13,7 @@ import csv
 import datetime as dt
 import decimal
 import difflib
+import operator
 import time
 import typing as t
 import uuid
@@ -34,10 +35,13 @@ from .convert import (
     to_time,
     to_uuid,
 )
+from .pgcopy import dumper, formats
 
 if t.TYPE_CHECKING:
     import os
     from collections.abc import Callable, Iterable, Iterator, Mapping
+
+    from .pgcopy import ColumnFormatter, Dump, Formatter
 
 Converter = t.Callable[[str], t.Any]
 FieldType = type | str | Converter
@@ -226,6 +230,18 @@ class SmartDictReader:
             self.rows_imported += 1
             return values
 
+    def _values(self, columns: list[tuple[str, Converter | None]], row: list[str],
+                line: int) -> list[t.Any] | None:
+        """A row's values, as :meth:`__next__` converts them; ``None`` once reported bad."""
+        values: list[t.Any] = []
+        for (name, convert), raw in zip(columns, row, strict=True):
+            try:
+                values.append(raw if convert is None else convert(raw) if raw else None)
+            except (ValueError, TypeError, ArithmeticError) as e:
+                self._bad(line, f"field '{name}' has value {raw!r}: {e}")
+                return None
+        return values
+
     def _undecodable(self, error: UnicodeDecodeError) -> CSVError:
         line = self.line_num + 1
         return CSVError(
@@ -347,13 +363,17 @@ def load_csv(engine: sa.Engine, model: type[t.Any], path: str | os.PathLike[str]
 
     The header names the columns (attribute or column names). Fields are typed from
     the columns. Rows go in by batches of core ``INSERT`` (executemany: column
-    defaults apply, ORM events do not); on PostgreSQL with psycopg, by ``COPY``.
-    Each batch runs in a savepoint: a failed one is rolled back to it, then retried
-    row by row to find the rows the database refuses. With ``on_error="stop"`` the
-    first bad row (unreadable, or refused) rolls the whole load back; with
-    ``"skip"`` bad rows are left out and listed in ``errors``. ``dry_run`` does all
-    of it, then rolls back. ``progress(lines)`` is called with the lines each batch
-    read.
+    defaults apply, ORM events do not), each batch in a savepoint: a failed one is
+    rolled back to it, then retried row by row to find the rows the database
+    refuses. On PostgreSQL with psycopg, rows are streamed instead, checked field
+    by field as above, to one ``COPY`` (in batches of ``batch`` rows); should the
+    database refuse any row, that ``COPY`` is rolled back and the file read again
+    by batches in savepoints, so that the outcome is the same. With
+    ``on_error="stop"`` the first bad row (unreadable, or refused) rolls the whole
+    load back; with ``"skip"`` bad rows are left out and listed in ``errors``.
+    ``dry_run`` does all of it, then rolls back. ``progress(lines)`` is called with
+    the lines each batch read. The file is read as it goes: memory does not grow
+    with its size.
 
     :raises LoadError: the file's header does not fit the model (nothing is read).
     """
@@ -362,10 +382,38 @@ def load_csv(engine: sa.Engine, model: type[t.Any], path: str | os.PathLike[str]
     if batch < 1:
         raise ValueError(f"The batch size must be 1 or more, not {batch!r}.")
     path = Path(path)
-    columns = columns_of(model)
+    columns_of(model)  # a class that is not a mapped model is refused before the file is read
     table: sa.Table = model.__table__
     result = LoadResult(model=model.__name__, table=table.name, source=str(path), dry_run=dry_run)
     started = time.perf_counter()
+
+    def read() -> contextlib.AbstractContextManager[tuple[SmartDictReader, list[str]]]:
+        return _reading(path, encoding, model, on_error)
+
+    with read() as (reader, keys), engine.connect() as connection, \
+            _transaction(connection) as transaction:
+        try:
+            errors = _load(connection, table, keys, reader, read, batch, on_error, progress,
+                           result, streamable=path.is_file())
+        except BaseException:
+            transaction.rollback()
+            raise
+        if result.written:
+            transaction.commit()
+        else:
+            transaction.rollback()
+    result.errors = errors + result.errors
+    result.errors.sort()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+@contextlib.contextmanager
+def _reading(path: Path, encoding: str, model: type[t.Any],
+             on_error: OnError) -> Iterator[tuple[SmartDictReader, list[str]]]:
+    """The file open, its header matched to the model's columns: a reader typed from them."""
+    columns = columns_of(model)
+    table: sa.Table = model.__table__
     with path.open(newline="", encoding=encoding) as f:
         reader = SmartDictReader(f, guess=False, on_error=on_error, name=path.name)
         try:
@@ -379,20 +427,56 @@ def load_csv(engine: sa.Engine, model: type[t.Any], path: str | os.PathLike[str]
         reader.types = {
             key: kind for key in keys if (kind := _python_type(table.c[key])) is not None
         }
-        with engine.connect() as connection, _transaction(connection) as transaction:
-            try:
-                _load_batches(connection, table, keys, reader, batch, on_error, progress, result)
-            except BaseException:
-                transaction.rollback()
-                raise
-            if result.written:
-                transaction.commit()
-            else:
-                transaction.rollback()
-    result.errors = reader.errors + result.errors
-    result.errors.sort()
-    result.seconds = time.perf_counter() - started
-    return result
+        yield reader, keys
+
+
+def _load(connection: sa.Connection, table: sa.Table, keys: list[str], reader: SmartDictReader,
+          read: Callable[[], contextlib.AbstractContextManager[tuple[SmartDictReader, list[str]]]],
+          size: int, on_error: OnError, progress: Callable[[int], None] | None,
+          result: LoadResult, streamable: bool) -> list[RowError]:
+    """Load the rows, streamed where it can be; return the rows the reader left out.
+
+    ``streamable``: the file can be read again (not a pipe), should a row be refused.
+    """
+    # COPY talks to the driver directly: its errors come unwrapped.
+    refusals = (sa.exc.DBAPIError, connection.dialect.loaded_dbapi.Error, UnicodeEncodeError)
+    stream = _copy_stream(connection, table, keys, reader) if streamable else None
+    if stream is None:
+        _load_batches(connection, table, keys, reader, size, on_error, progress, result)
+        return reader.errors
+    shown = 0
+
+    def counted(lines: int) -> None:
+        nonlocal shown
+        shown += lines
+        assert progress is not None
+        progress(lines)
+
+    savepoint = connection.begin_nested()
+    try:
+        stream(size, counted if progress is not None else None, result)
+    except refusals:
+        savepoint.rollback()
+    else:
+        savepoint.commit()
+        return reader.errors
+    # A row was refused: start over, by batches in savepoints, to find and name it (them).
+    result.rows = result.batches = 0
+    result.stopped = None
+    done = 0
+
+    def resumed(lines: int) -> None:  # the bar goes on from where the stream left it
+        nonlocal shown, done
+        done += lines
+        if done > shown:
+            assert progress is not None
+            progress(done - shown)
+            shown = done
+
+    with read() as (again, _):
+        _load_batches(connection, table, keys, again, size, on_error,
+                      resumed if progress is not None else None, result)
+        return again.errors
 
 
 def _match_header(header: list[str], columns: Mapping[str, sa.Column[t.Any]], model: str,
@@ -422,30 +506,41 @@ def _match_header(header: list[str], columns: Mapping[str, sa.Column[t.Any]], mo
 
 
 Writer = t.Callable[[list[dict[str, t.Any]]], None]
+Stream = t.Callable[[int, t.Callable[[int], None] | None, LoadResult], None]
 
 
-def _writer(connection: sa.Connection, table: sa.Table, keys: list[str]) -> Writer:
-    """How a batch goes in: PostgreSQL's COPY where it keeps INSERT's meaning, else INSERT.
+def _copy_statement(connection: sa.Connection, table: sa.Table, keys: list[str]) -> str | None:
+    """PostgreSQL's ``COPY`` of the file's columns, where it keeps ``INSERT``'s meaning.
 
     COPY (through psycopg) is several times faster than an executemany INSERT. It
     skips Python-side column defaults, so it is used only when no column left out
-    of the file has one; values go through the columns' bind processors, as an
-    INSERT's would.
+    of the file has one.
     """
-    insert = sa.insert(table)
     dialect = connection.dialect
     omitted = [c for c in table.columns if c.key not in keys]
     if dialect.name != "postgresql" or dialect.driver != "psycopg" or any(
             c.default is not None for c in omitted):
+        return None
+    preparer = dialect.identifier_preparer
+    names = ", ".join(preparer.quote(table.c[key].name) for key in keys)
+    return f"COPY {preparer.format_table(table)} ({names}) FROM STDIN"
+
+
+def _writer(connection: sa.Connection, table: sa.Table, keys: list[str]) -> Writer:
+    """How a batch goes in: ``COPY`` where it can (see :func:`_copy_statement`), else INSERT.
+
+    Values go through the columns' bind processors, as an INSERT's would.
+    """
+    insert = sa.insert(table)
+    statement = _copy_statement(connection, table, keys)
+    if statement is None:
 
         def execute(rows: list[dict[str, t.Any]]) -> None:
             connection.execute(insert, rows)
 
         return execute
 
-    preparer = dialect.identifier_preparer
-    names = ", ".join(preparer.quote(table.c[key].name) for key in keys)
-    statement = f"COPY {preparer.format_table(table)} ({names}) FROM STDIN"
+    dialect = connection.dialect
     processors = [table.c[key].type.dialect_impl(dialect).bind_processor(dialect) for key in keys]
     converting = [(i, p) for i, p in enumerate(processors) if p is not None]
     driver = t.cast(t.Any, connection.connection.driver_connection)
@@ -460,6 +555,131 @@ def _writer(connection: sa.Connection, table: sa.Table, keys: list[str]) -> Writ
                 copying.write_row(values)
 
     return copy
+
+
+def _copy_stream(connection: sa.Connection, table: sa.Table, keys: list[str],
+                 reader: SmartDictReader) -> Stream | None:
+    """The rows of ``reader`` streamed to one ``COPY``, or ``None`` where COPY does not apply.
+
+    The stream checks each row as the reader would (same messages, same lines, same
+    batches of good rows) and formats its fields as COPY text once (:mod:`.pgcopy`):
+    a batch's fields column by column, in C-level passes, or row by row where a
+    column has a field that needs a closer look. Each batch goes as one block while
+    the server parses the one before: no savepoint, no round trip per batch. It
+    raises the driver's error if the database refuses a row.
+    """
+    statement = _copy_statement(connection, table, keys)
+    if statement is None:
+        return None
+    from psycopg.adapt import Transformer  # noqa: PLC0415 (psycopg: only with its dialect)
+
+    dialect = connection.dialect
+    driver = t.cast(t.Any, connection.connection.driver_connection)
+    with driver.cursor() as cursor:  # the columns' types as the database has them
+        cursor.execute("SELECT attname, atttypid FROM pg_attribute WHERE attrelid ="
+                       " %s::regclass AND attnum > 0 AND NOT attisdropped",
+                       (dialect.identifier_preparer.format_table(table),))
+        oids: dict[str, int] = dict(cursor.fetchall())
+    transformer = Transformer(driver)
+    columns = reader._prepare()
+    fields: list[Formatter] = []
+    by_column: list[ColumnFormatter] = []
+    dumps: list[Dump] = []
+    for key, (_, convert) in zip(keys, columns, strict=True):
+        column = table.c[key]
+        process = column.type.dialect_impl(dialect).bind_processor(dialect)
+        dump = dumper(transformer, driver.info.encoding, process)
+        found = formats(convert, oids.get(column.name), process, dump)
+        dumps.append(dump)
+        fields.append(found.field)
+        by_column.append(found.column)
+    call = operator.call
+
+    def row_by_row(rows: list[list[str]], starts: list[int]) -> list[str]:
+        lines: list[str] = []
+        for row, start in zip(rows, starts, strict=True):
+            try:
+                lines.append("\t".join(map(call, fields, row)))
+            except Exception:  # the reader's own path names the bad field
+                values = reader._values(columns, row, start)
+                if values is not None:
+                    lines.append("\t".join(map(call, dumps, values)))
+        return lines
+
+    def text_of(rows: list[list[str]], starts: list[int]) -> list[str]:
+        """The COPY lines of rows read whole (and of the right width), bad ones left out."""
+        try:
+            texts = list(map(call, by_column, zip(*rows, strict=True)))
+        except Exception:  # a field to look at closely: row by row
+            return row_by_row(rows, starts)
+        return list(map("\t".join, zip(*texts, strict=True)))
+
+    def stream(size: int, progress: Callable[[int], None] | None, result: LoadResult) -> None:
+        lines = reader._reader
+        width = len(fields)
+        batch: list[str] = []  # the batch's good rows, as COPY lines
+        rows: list[list[str]] = []  # rows read since, not yet checked, and their lines
+        starts: list[int] = []
+        line = reported = lines.line_num
+
+        def check() -> None:
+            # Rows are checked before a reading error is raised, as the reader checks
+            # each row as it reads it: the first bad row (in the file) is the one named.
+            nonlocal rows, starts
+            if rows:
+                batch.extend(text_of(rows, starts))
+                rows, starts = [], []
+
+        def send() -> None:
+            nonlocal batch, reported
+            copying.write("\n".join(batch) + "\n")
+            result.rows += len(batch)
+            reader.rows_imported += len(batch)
+            result.batches += 1
+            batch = []
+            if progress is not None:
+                progress(line - reported)
+            reported = line
+
+        with driver.cursor() as cursor, cursor.copy(statement) as copying:
+            try:
+                while True:
+                    try:
+                        for row in lines:
+                            # 'line' is the last line of the row before: this one starts after.
+                            if len(row) == width:
+                                rows.append(row)
+                                starts.append(line + 1)
+                                line = lines.line_num
+                                if len(batch) + len(rows) == size:
+                                    check()
+                                    if len(batch) == size:
+                                        send()
+                            else:
+                                if row:  # a blank line is skipped, as csv.DictReader does
+                                    check()
+                                    reader._bad(line + 1, f"{len(row)} fields where the header"
+                                                          f" has {width}")
+                                line = lines.line_num
+                        break
+                    except csv.Error as e:
+                        start = line + 1
+                        line = lines.line_num
+                        check()
+                        reader._bad(start, f"malformed CSV: {e}")
+                    except UnicodeDecodeError as e:  # the rest of the file cannot be read
+                        check()
+                        raise reader._undecodable(e) from None
+                check()
+            except CSVError as e:  # stopped: the batches before it still go through COPY,
+                result.stopped = e  # to learn whether the database refused one of them
+                return
+            if batch:
+                send()
+        if progress is not None and line > reported:
+            progress(line - reported)
+
+    return stream
 
 
 def _load_batches(connection: sa.Connection, table: sa.Table, keys: list[str],
