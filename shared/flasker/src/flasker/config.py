@@ -16,10 +16,6 @@ import typing as t
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flask import Flask
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 # The converters of declared options; extensions import them from here.
 from .util.convert import parse_value, sentence
 from .util.convert import to_bool as to_bool
@@ -112,6 +108,10 @@ def _one_of(*choices: str) -> t.Callable[[str], str]:
 def _database_url(raw: str) -> str:
     """A SQLAlchemy URL of a dialect SQLAlchemy knows (empty: the SQLite default)."""
     if raw.strip():
+        # SQLAlchemy's engine package is heavy: imported here keeps 'flasker --help' fast.
+        from sqlalchemy.engine import make_url  # noqa: PLC0415 (start-up cost)
+        from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
+
         try:
             make_url(raw.strip()).get_dialect()
         except ArgumentError as e:  # unparsable, or a dialect/driver SQLAlchemy does not know
@@ -461,6 +461,9 @@ _CELERY_DECLARED: dict[str, t.Callable[[str], t.Any]] = {
 def _flask_convert(key: str) -> t.Callable[[str], t.Any] | None:
     if key in _FLASK_DECLARED:
         return _FLASK_DECLARED[key]
+    # Flask is imported by the project; imported here keeps 'flasker --help' fast.
+    from flask import Flask  # noqa: PLC0415 (start-up cost)
+
     default = Flask.default_config.get(key)
     if default is None:
         return None

@@ -7,7 +7,6 @@ import importlib
 import typing as t
 
 import click
-from flask.cli import ScriptInfo
 
 from ..config import ConfigError
 from .context import ProjectInfo
@@ -128,6 +127,9 @@ class LazyGroup(click.Group):
         project = info.load()
         command = project.app.cli.get_command(ctx, cmd_name)
         if command is not None:
+            # The project has imported Flask by now; imported here keeps 'flasker --help' fast.
+            from flask.cli import ScriptInfo  # noqa: PLC0415 (start-up cost)
+
             # Flask's commands ('with_appcontext') load the app through the ScriptInfo they
             # find in the context: hand it the project's app.
             ctx.obj = ScriptInfo(create_app=lambda: project.app, set_debug_flag=False,

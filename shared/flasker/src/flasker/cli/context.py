@@ -9,8 +9,9 @@ import typing as t
 import click
 
 from ..config import Config, ConfigError, find_config_file, load_config
-from ..logs import configure_logging
-from ..project import Project, prepare_import
+
+if t.TYPE_CHECKING:
+    from ..project import Project
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 
@@ -37,6 +38,11 @@ class ProjectInfo:
 
     def load(self, overrides: t.Mapping[str, t.Mapping[str, t.Any]] | None = None) -> Project:
         if self._project is None:
+            # The project machinery (SQLAlchemy's ORM, Celery...) is imported once a project
+            # is found: imported here keeps 'flasker --help' fast in a folder without one.
+            from ..logs import configure_logging  # noqa: PLC0415 (imports Flask)
+            from ..project import Project, prepare_import  # noqa: PLC0415 (start-up cost)
+
             try:
                 path = find_config_file(self.config_path)
                 # Child processes (the reloader, gunicorn) find the same file.
