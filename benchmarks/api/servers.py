@@ -1,6 +1,7 @@
 """One server of the API benchmark, run as its own process: ``python servers.py IMPL PORT DB_URL``.
 
-IMPL is ``flasker``, ``lower`` (hand-written: SQLAlchemy Core + orjson), ``smorest``
+IMPL is ``flasker``, ``bare`` (psycopg alone, running the SQL flasker runs and sending its
+text), ``lower`` (hand-written: SQLAlchemy Core + orjson), ``smorest``
 (flask-smorest + marshmallow-sqlalchemy) or ``restless`` (Flask-Restless-NG, run by the
 Python of its own virtualenv). Every one is served the same way: gunicorn with one gthread
 worker of one thread (the worker class of the project's web role), on 127.0.0.1, keeping
@@ -78,14 +79,20 @@ class Cat(Base):
     house: Mapped[House | None] = relationship(back_populates="cats")
 
 
-def count_statements(app: Flask, engine: sa.Engine) -> None:
-    """Put the number of SQL statements of each request in its ``X-Statements`` header."""
-    counter = [0]
+def count_statements(app: Flask, engine: sa.Engine | None, counter: list[int] | None = None
+                     ) -> None:
+    """Put the number of SQL statements of each request in its ``X-Statements`` header.
+
+    Counted by SQLAlchemy's ``before_cursor_execute`` event, or by the view in ``counter``
+    (a server without SQLAlchemy).
+    """
+    counter = counter if counter is not None else [0]
 
     def seen(*_args: t.Any) -> None:
         counter[0] += 1
 
-    sa.event.listen(engine, "before_cursor_execute", seen)
+    if engine is not None:
+        sa.event.listen(engine, "before_cursor_execute", seen)
 
     @app.before_request
     def reset() -> None:
@@ -116,6 +123,56 @@ def flasker_app(url: str, folder: str) -> tuple[Flask, sa.Engine]:
     prepare_import(root)
     project = Project(root / "default.cfg")
     return project.app, project.engine
+
+
+def bare_app(url: str, folder: str) -> tuple[Flask, list[int]]:
+    """The new lower bound: flasker's own SQL, run straight through psycopg, its text sent.
+
+    A flasker project on the same tables is asked once for each depth, in-process, and the
+    statements it runs are recorded (SQLAlchemy's ``before_cursor_execute``): the count and
+    the page whose JSON PostgreSQL writes. The view then runs those statements with its own
+    values on one psycopg connection and sends the text, in flasker's envelope: what is
+    left of a request once every Python layer but Flask and the driver is gone.
+    """
+    import psycopg
+
+    app_, engine = flasker_app(url, folder)
+    recorded: dict[int, list[tuple[str, dict[str, t.Any]]]] = {}
+
+    def record(_conn: t.Any, _cursor: t.Any, statement: str, parameters: t.Any,
+               _context: t.Any, _many: bool) -> None:
+        recorded.setdefault(depth, []).append((statement, dict(parameters or {})))
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    client = app_.test_client()
+    for depth in (0, 1):
+        response = client.get(f"/api/houses/?limit=10&depth={depth}")
+        assert response.status_code == 200, response.get_data(as_text=True)
+    sa.event.remove(engine, "before_cursor_execute", record)
+    engine.dispose()
+    for depth, statements in recorded.items():
+        if len(statements) != 2 or "string_agg" not in statements[1][0]:
+            raise RuntimeError(f"flasker did not write the JSON in PostgreSQL at depth {depth}:"
+                               f" {[s for s, _p in statements]}")
+    connection = psycopg.connect(sa.make_url(url).set(drivername="postgresql")
+                                 .render_as_string(hide_password=False), autocommit=True)
+    app = Flask("bare")
+    counter = [0]
+
+    @app.get("/api/houses/")
+    def index() -> Response:
+        limit = int(request.args.get("limit", 20))
+        (count, _none), (page, params) = recorded[int(request.args.get("depth", 0))]
+        with connection.cursor() as cursor:
+            total = cursor.execute(count).fetchone()[0]  # type: ignore[index]
+            row = cursor.execute(page, {**params, "api_limit": limit + 1, "api_offset": 0,
+                                        "api_shown": limit}).fetchone()
+        counter[0] += 2
+        assert row is not None
+        body = (f'{{"items":[{row[0]}],"limit":{limit},"total":{total},"offset":0}}')
+        return Response(body.encode(), mimetype="application/json")
+
+    return app, counter
 
 
 def lower_app(url: str) -> tuple[Flask, sa.Engine]:
@@ -233,6 +290,10 @@ def serve(impl: str, port: int, url: str, folder: str) -> None:
     def make() -> Flask:
         if impl == "flasker":
             app, engine = flasker_app(url, folder)
+        elif impl == "bare":
+            app, counter = bare_app(url, folder)
+            count_statements(app, None, counter)
+            return app
         else:
             app, engine = {"lower": lower_app, "smorest": smorest_app,
                            "restless": restless_app}[impl](url)

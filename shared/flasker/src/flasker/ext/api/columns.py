@@ -247,6 +247,8 @@ class Kind:
         """The conversion of a stored value for ``flasker.util.json.dumps``, if it needs one."""
         if self.name == "binary":
             return _base64
+        if self.name == "decimal":
+            return _plain
         if self.name == "datetime" and self.timezone:
             return _aware
         return None
@@ -371,6 +373,14 @@ def _aware(value: dt.datetime) -> dt.datetime:
     SQLite gives it back naive, in UTC as it was stored.
     """
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def _plain(value: decimal.Decimal) -> str:
+    """A decimal as text in plain notation, digits as stored (``0.0000001``, never ``1E-7``).
+
+    As PostgreSQL writes a NUMERIC: the two read paths give the same text (``sqljson``).
+    """
+    return format(value, "f")
 
 
 def _base64(value: bytes) -> str:

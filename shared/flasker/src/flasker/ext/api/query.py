@@ -646,4 +646,12 @@ def _after(order: list[tuple[ColumnSpec, bool]], values: t.Sequence[t.Any]
         if after is not None:
             branches.append(sa.and_(*equal, after))
         equal.append(same)
-    return sa.or_(*branches) if branches else sa.false()
+    if not branches:
+        return sa.false()
+    (first, descending), value = order[0], values[0]
+    if len(branches) > 1 and value is not None and not first.nullable:
+        # Implied by the branches, but an index searches by it only when it stands alone:
+        # without it PostgreSQL reads the index from its start, however deep the cursor.
+        bound = first.attr <= value if descending else first.attr >= value
+        return sa.and_(bound, sa.or_(*branches))
+    return sa.or_(*branches)

@@ -194,6 +194,13 @@ class Reader:
         names = [*plan.out, *(r.key for r, _tgt, _local in plan.relations), *plan.properties]
         return names, self._batches(plan, result)
 
+    def connection(self) -> sa.Connection:
+        """The session's connection, for the whole read: nothing commits meanwhile."""
+        connection = self._connection
+        if connection is None:
+            connection = self._connection = self.db.connection()
+        return connection
+
     def _rows_streamed(self, stmt: sa.Select[t.Any], size: int) -> sa.CursorResult[t.Any]:
         connection = self._connection
         if connection is None:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from flask import Response, request, stream_with_context
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import RelationshipDirection, aliased, selectinload, with_loader_criteria
-from sqlalchemy.orm.exc import UnmappedColumnError
+from sqlalchemy.orm.exc import FlushError, UnmappedColumnError
 from sqlalchemy.orm.util import identity_key
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import MethodNotAllowed, RequestEntityTooLarge
@@ -38,6 +38,7 @@ from .query import (
     parse_read,
 )
 from .reader import Reader
+from .sqljson import Unsupported, one_object, sql_page
 from .validation import CREATE, MANY, REPLACE, UPDATE, Input, check_body
 
 if t.TYPE_CHECKING:
@@ -102,7 +103,12 @@ class Access:
 
 def json_response(data: t.Any, status: int = 200, *, etag: bool = False,
                   headers: t.Mapping[str, str] | None = None) -> Response:
-    body = dumps(data)
+    return text_response(dumps(data), status, etag=etag, headers=headers)
+
+
+def text_response(body: bytes, status: int = 200, *, etag: bool = False,
+                  headers: t.Mapping[str, str] | None = None) -> Response:
+    """A response of JSON written already (by orjson or by PostgreSQL): the ETag is its hash."""
     if etag:
         tag = etag_of(body)
         if request.if_none_match.contains_weak(tag):
@@ -160,6 +166,10 @@ def _json_body() -> t.Any:
 
 class Endpoints:
     """Serves every model of one app's API."""
+
+    #: Whether reads on PostgreSQL may have their JSON written by the database (``sqljson``);
+    #: the tests turn it off to compare the two paths' documents.
+    sql_json: t.ClassVar[bool] = True
 
     def __init__(self, state: APIState) -> None:
         self.state = state
@@ -257,10 +267,21 @@ class Endpoints:
     def get(self, spec: ModelSpec, access: Access, key: Key) -> Response:
         access.authorize(spec, "GET", key)
         read = parse_read(request.args, spec, self.state.limits, access)
-        item = Reader(self.db, access, read, access.options(), access.scoped).one(spec, key)
-        if item is None:
+        body = self._object_body(spec, access, read, key)
+        if body is None:
             raise _missing(spec, key)
-        return json_response(item, etag=True)
+        return text_response(body, etag=True)
+
+    def _object_body(self, spec: ModelSpec, access: Access, read: ReadArgs, key: Key
+                     ) -> bytes | None:
+        """The JSON of the object ``key`` (``None`` if not found), by PostgreSQL if it can."""
+        reader = Reader(self.db, access, read, access.options(), access.scoped)
+        if self.sql_json:
+            written = one_object(reader, spec, key)
+            if not isinstance(written, Unsupported):
+                return written
+        item = reader.one(spec, key)
+        return None if item is None else dumps(item)
 
     def related(self, spec: ModelSpec, access: Access, key: Key, relation: RelationSpec,
                 target: ModelSpec) -> Response:
@@ -278,8 +299,10 @@ class Endpoints:
         if found is None:
             raise not_found(f"{spec.name} {spec.key_text(key)!r} has no {relation.key}.")
         child = found[0] if len(found) == 1 else tuple(found)
-        item = Reader(self.db, access, single, access.options(), access.scoped).one(target, child)
-        return json_response(item, etag=True)
+        body = self._object_body(target, access, single, child)
+        if body is None:  # gone since the key was read
+            raise not_found(f"{spec.name} {spec.key_text(key)!r} has no {relation.key}.")
+        return text_response(body, etag=True)
 
     def position(self, spec: ModelSpec, access: Access, key: Key, relation: RelationSpec,
                  target: ModelSpec, text: str) -> Response:
@@ -322,33 +345,43 @@ class Endpoints:
             stmt = count() if criteria or options else spec.statement(("count",), count)
             total = self.db.connection().execute(stmt).scalar()
         reader = Reader(self.db, access, read, options, access.scoped)
-        page = reader.page(spec, [*read.window(), *extra], read.order, read.order_by(),
-                           read.limit, read.offset)
-        body: dict[str, t.Any] = {"items": page.items, "limit": read.limit}
+        window = [*read.window(), *extra]
+        written = (sql_page(reader, spec, window, read.order, read.order_by(), read.limit,
+                            read.offset, not window) if self.sql_json else None)
+        if written is not None:
+            items = b"[" + written.items.encode() + b"]"
+            has_more, last_order = written.has_more, written.last_order
+        else:
+            page = reader.page(spec, window, read.order, read.order_by(), read.limit,
+                               read.offset)
+            items, has_more, last_order = dumps(page.items), page.has_more, page.last_order
+        # The envelope as orjson writes {"items": ..., "limit": ..., ...}: compact, in order.
+        body = [b'{"items":', items, b',"limit":', str(read.limit).encode()]
         if total is not None:
-            body["total"] = total
+            body += [b',"total":', str(total).encode()]
         links = []
         if read.keyset:
-            token = (encode_cursor(read, page.last_order)
-                     if page.has_more and page.last_order is not None else None)
-            body["next_cursor"] = token
+            token = (encode_cursor(read, last_order)
+                     if has_more and last_order is not None else None)
+            body += [b',"next_cursor":', dumps(token)]
             # An offset given with the cursor skipped items after it, once: not on every page.
             url = _urls("cursor", "offset")
             links.append(f'<{url("")}>; rel="first"')
             if token is not None:
                 links.append(f'<{url(token)}>; rel="next"')
         else:
-            body["offset"] = read.offset
+            body += [b',"offset":', str(read.offset).encode()]
             url = _urls("offset")
             links.append(f'<{url(0)}>; rel="first"')
             if read.offset:
                 links.append(f'<{url(max(0, read.offset - read.limit))}>; rel="prev"')
-            if page.has_more:
+            if has_more:
                 links.append(f'<{url(read.offset + read.limit)}>; rel="next"')
             if total is not None:
                 last = max(0, (total - 1) // read.limit * read.limit)
                 links.append(f'<{url(last)}>; rel="last"')
-        return json_response(body, etag=True, headers={"Link": ", ".join(links)})
+        body.append(b"}")
+        return text_response(b"".join(body), etag=True, headers={"Link": ", ".join(links)})
 
     def _require(self, spec: ModelSpec, access: Access, key: Key) -> None:
         found = self.db.execute(sa.select(*spec.pk_attrs).where(spec.where_key(key))
@@ -373,8 +406,7 @@ class Endpoints:
         self.db.flush()
         values = tuple(getattr(instance, c.key) for c in spec.pk)
         key = values[0] if len(values) == 1 else values
-        self.db.commit()
-        item = self._reread(spec, access, key)
+        item = self._reread_and_commit(spec, access, key)
         return json_response(item, 201, headers={"Location": self._location(spec, values)})
 
     def write(self, spec: ModelSpec, access: Access, key: Key, mode: str) -> Response:
@@ -387,8 +419,7 @@ class Endpoints:
         body = _json_body()  # after the precondition, as RFC 9110 (13.2.1) orders them
         data = check_body(spec, body, mode, access, key)
         self._apply(spec, access, method, data, instance, new=False)
-        self.db.commit()
-        response = json_response(self._reread(spec, access, key))
+        response = json_response(self._reread_and_commit(spec, access, key))
         response.set_etag(etag_of(response.get_data()))  # the next If-Match, without a GET
         return response
 
@@ -483,7 +514,43 @@ class Endpoints:
                 conflicts[index] = values
             existing = self._existing(spec, access, target,
                                       [v for v in conflicts if v is not None])
-        written: list[tuple[t.Any, ...]] = []
+        # New objects only (no upsert): all added, then one flush, which PostgreSQL takes
+        # as one INSERT of many rows rather than a round trip each. Should the database
+        # refuse it, everything is rolled back and written again an item at a time, so that
+        # the fault names its item as it does for an upsert.
+        batch = target is None and not single
+        try:
+            instances, created = self._write_items(spec, access, checked, conflicts, existing,
+                                                   single, each=not batch)
+            if batch:
+                self.db.flush()
+        except (sa_exc.IntegrityError, sa_exc.DataError, FlushError):
+            if not batch:
+                raise
+            self.db.rollback()
+            instances, created = self._write_items(spec, access, checked, conflicts, existing,
+                                                   single, each=True)
+        written = [tuple(getattr(instance, c.key) for c in spec.pk) for instance in instances]
+        out = self._reread_many(spec, access, written)
+        self.db.commit()
+        locations = [self._location(spec, values) for values in written]
+        status = 201 if created else 200
+        headers = ({"Preference-Applied": "resolution=merge-duplicates"} if target is not None
+                   else {})
+        if single:
+            return json_response(out[0], status, headers={**headers, "Location": locations[0]})
+        return json_response({"items": out, "locations": locations}, status, headers=headers)
+
+    def _write_items(self, spec: ModelSpec, access: Access, checked: list[Input],
+                     conflicts: list[tuple[t.Any, ...] | None],
+                     existing: dict[tuple[t.Any, ...], t.Any], single: bool, *, each: bool
+                     ) -> tuple[list[t.Any], int]:
+        """The objects of ``checked``, in order, and how many are new; ``each``: flushed each.
+
+        Without ``each``, a database error is left to the caller (it may come from the
+        flush of an earlier item, the ORM flushing before a query), which writes again.
+        """
+        instances: list[t.Any] = []
         created = 0
         for index, data in enumerate(checked):
             conflict = conflicts[index]
@@ -498,25 +565,20 @@ class Endpoints:
                 if new:
                     _check_new_key(self.db, spec, data)
                     self.db.add(instance)
-                self.db.flush()
+                if each:
+                    self.db.flush()
             except Problem as e:
                 if single:
                     raise
                 raise _at_item(e, index) from None
             except (sa_exc.IntegrityError, sa_exc.DataError) as e:
+                if not each:
+                    raise
                 problem = from_exception(e)
                 raise (problem if single else _at_item(problem, index)) from None
             created += new
-            written.append(tuple(getattr(instance, c.key) for c in spec.pk))
-        out = self._reread_many(spec, access, written)
-        self.db.commit()
-        locations = [self._location(spec, values) for values in written]
-        status = 201 if created else 200
-        headers = ({"Preference-Applied": "resolution=merge-duplicates"} if target is not None
-                   else {})
-        if single:
-            return json_response(out[0], status, headers={**headers, "Location": locations[0]})
-        return json_response({"items": out, "locations": locations}, status, headers=headers)
+            instances.append(instance)
+        return instances, created
 
     def _existing(self, spec: ModelSpec, access: Access, target: list[ColumnSpec],
                   values: list[tuple[t.Any, ...]]) -> dict[tuple[t.Any, ...], t.Any]:
@@ -643,8 +705,8 @@ class Endpoints:
 
     def _object_tag(self, spec: ModelSpec, access: Access, key: Key) -> str | None:
         """The ETag that a GET of the object without query parameters gives now."""
-        item = Reader(self.db, access, ReadArgs(), access.options(), access.scoped).one(spec, key)
-        return None if item is None else etag_of(dumps(item))
+        body = self._object_body(spec, access, ReadArgs(), key)
+        return None if body is None else etag_of(body)
 
     def _related_tag(self, spec: ModelSpec, access: Access, key: Key, relation: RelationSpec,
                      target: ModelSpec) -> str | None:
@@ -654,9 +716,17 @@ class Endpoints:
         tags = self._page(target, access, read, [_members(spec, key, relation, target)])
         return tags.get_etag()[0]
 
-    def _reread(self, spec: ModelSpec, access: Access, key: Key) -> dict[str, t.Any]:
+    def _reread_and_commit(self, spec: ModelSpec, access: Access, key: Key
+                           ) -> dict[str, t.Any]:
+        """The written object as a GET shows it, read in the write's transaction, committed.
+
+        Read before the commit: after it, the read would take the connection from the pool
+        again (a ping, a new transaction), a third of a write's round trips.
+        """
+        self.db.flush()
         reader = Reader(self.db, access, ReadArgs(), access.options(), access.scoped)
         item = reader.one(spec, key)
+        self.db.commit()
         if item is None:  # written outside the caller's scope: show what was sent back
             raise Problem.of("forbidden", f"The {spec.name} was saved outside what you may"
                              " read.")

@@ -1,0 +1,324 @@
+"""Reads whose JSON PostgreSQL writes: one statement gives a page's items as text.
+
+On PostgreSQL a read of a collection or of one object is, when it can be, one SELECT
+that writes the items' JSON itself (``||`` of the fields' texts, ``to_json`` for the
+escaping of strings, ``string_agg`` for arrays, a correlated subquery per relationship
+shown), and the view sends that text as it comes: no row becomes a Python object. The
+text is byte for byte what :class:`.reader.Reader` and ``orjson`` give for the same
+request (the README's "API" section says the formats), so that ETags agree whichever
+path served a request.
+
+A request this module cannot write exactly raises :class:`Unsupported` while its
+statement is built, and the view takes the Python path (:func:`sql_page` returns
+``None``): a scope on a model, opted-in properties, a composite key, a column kind
+whose text PostgreSQL writes otherwise than orjson (floats, JSON, intervals, arrays,
+custom types), a relationship past the depth that is not a plain one-to-many, or one
+joined by a condition of its own. The Python path's rule "an object shown already is
+given again as its key" then never applies: a plain one-to-many whose model appears at
+one level only can show no object twice.
+"""
+
+from __future__ import annotations
+
+import functools
+import typing as t
+from dataclasses import dataclass
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql.util import ClauseAdapter
+
+if t.TYPE_CHECKING:
+    from sqlalchemy.sql.elements import KeyedColumnElement
+
+    from .model import ColumnSpec, ModelSpec, RelationSpec
+    from .reader import Reader
+
+Expr = sa.ColumnElement[t.Any]
+Column = t.Callable[[str], Expr]
+
+# Kinds whose raw value (a key shown as itself) PostgreSQL writes as orjson does.
+_RAW_KINDS = frozenset({"integer", "string", "uuid", "date", "boolean"})
+
+
+_UNWRITABLE = object()  # a shape of request this module cannot write
+
+
+class Unsupported(Exception):
+    """This request's document is not one this module writes exactly: use the Python path."""
+
+
+@dataclass
+class TextPage:
+    """A page written by PostgreSQL: the items' JSON (without brackets), and what follows."""
+
+    items: str
+    count: int
+    has_more: bool
+    last_order: tuple[t.Any, ...] | None
+
+
+def _lit(text: str) -> Expr:
+    """A SQL string literal (standard conforming: only ``'`` is doubled)."""
+    return sa.literal_column("'" + text.replace("'", "''") + "'", sa.Text)
+
+
+def _cat(*parts: Expr) -> Expr:
+    return functools.reduce(lambda a, b: a.op("||", return_type=sa.Text)(b), parts)
+
+
+def _or_null(value: Expr) -> Expr:
+    return sa.func.coalesce(value, _lit("null"))
+
+
+def _quoted(value: Expr) -> Expr:
+    return _cat(_lit('"'), value, _lit('"'))
+
+
+def _clock(moment: Expr, pattern: str) -> Expr:
+    """``moment`` by ``pattern``, then ``.ffffff`` unless its microseconds are 0 (as orjson)."""
+    fraction = sa.case((sa.func.date_trunc("second", moment) == moment, _lit("")),
+                       else_=sa.func.to_char(moment, _lit(".US")))
+    return _cat(sa.func.to_char(moment, _lit(pattern)), fraction)
+
+
+def value_json(column: ColumnSpec, value: Expr) -> Expr:
+    """The JSON text of a column's value, never NULL; :class:`Unsupported` for other kinds."""
+    kind = column.kind
+    name = kind.name
+    type_ = column.attr.type
+    if name == "integer":
+        return _or_null(sa.cast(value, sa.Text))
+    if name == "boolean":
+        return sa.case((value, _lit("true")), (sa.not_(value), _lit("false")),
+                       else_=_lit("null"))
+    if name in ("string", "uuid", "date"):
+        return _or_null(sa.cast(sa.func.to_json(value), sa.Text))
+    if name == "decimal":
+        if isinstance(type_, sa.Float):  # a float read as a decimal: Python's digits, not SQL's
+            raise Unsupported(column.key)
+        return _or_null(_quoted(sa.cast(value, sa.Text)))
+    if name == "datetime":
+        if kind.timezone:
+            utc = sa.func.timezone(_lit("UTC"), value)
+            return _or_null(_quoted(_cat(_clock(utc, 'YYYY-MM-DD"T"HH24:MI:SS'),
+                                         _lit("+00:00"))))
+        return _or_null(_quoted(_clock(value, 'YYYY-MM-DD"T"HH24:MI:SS')))
+    if name == "time":
+        if getattr(type_, "timezone", False):
+            raise Unsupported(column.key)
+        return _or_null(_quoted(_clock(sa.cast(value, sa.Interval), "HH24:MI:SS")))
+    if name == "enum":
+        lookup = getattr(type_, "_object_lookup", None)
+        if not lookup or getattr(type_, "enum_class", None) is None:
+            return _or_null(sa.cast(sa.func.to_json(sa.cast(value, sa.Text)), sa.Text))
+        whens = [(sa.cast(value, sa.Text) == _lit(stored),
+                  _lit(orjson.dumps(getattr(member, "value", member)).decode()))
+                 for stored, member in lookup.items() if stored is not None]
+        return sa.case(*whens, else_=_lit("null"))
+    if name == "binary":
+        text = sa.func.translate(sa.func.encode(value, _lit("base64")), sa.func.chr(10), _lit(""))
+        return _or_null(_quoted(text))
+    raise Unsupported(column.key)
+
+
+def _raw_json(column: ColumnSpec, value: Expr) -> Expr:
+    """A key's value shown as itself (as the Python path shows keys, unconverted)."""
+    if column.kind.name not in _RAW_KINDS:
+        raise Unsupported(column.key)
+    return value_json(column, value)
+
+
+class Writer:
+    """Builds the JSON text expressions of one request's objects, for :class:`Reader`'s plans."""
+
+    def __init__(self, reader: Reader) -> None:
+        if not reader.arrays or reader.options:
+            raise Unsupported("not PostgreSQL, or a scope applies")
+        self.reader = reader
+        self.levels: dict[str, int] = {}
+
+    def check_tree(self, spec: ModelSpec, depth: int) -> None:
+        """Raise :class:`Unsupported` unless every object shown can appear once only."""
+        self.levels[spec.collection] = self.levels.get(spec.collection, 0) + 1
+        if depth == 0:
+            return
+        for relation, target, _local in self.reader.plan(spec).relations:
+            if not relation.one_to_many or relation.reach is None:
+                raise Unsupported(relation.key)
+            self.check_tree(target, depth - 1)
+        if any(n > 1 for n in self.levels.values()):
+            raise Unsupported("a model at two levels")
+
+    def obj(self, spec: ModelSpec, depth: int, col: Column) -> Expr:
+        """The JSON object of the row whose columns ``col`` gives, ``depth`` levels deep."""
+        plan = self.reader.plan(spec)
+        if plan.properties or len(spec.pk) != 1:
+            raise Unsupported(spec.collection)
+        parts: list[Expr] = []
+        fields: list[tuple[str, Expr]] = [
+            (name, value_json(spec.columns[name], col(name))) for name in plan.out]
+        inline: list[tuple[str, Expr]] = []
+        linked: list[tuple[str, Expr]] = []
+        for relation, target, local in plan.relations:
+            if depth == 0 and relation.local_key is not None:
+                if local is None or len(local) != 1:
+                    raise Unsupported(relation.key)
+                local_column = spec.columns[relation.local_key[0]]
+                inline.append((relation.key, _raw_json(local_column, col(local_column.key))))
+            else:
+                linked.append((relation.key, self.related(spec, relation, target, depth, col)))
+        for at, (name, value) in enumerate([*fields, *inline, *linked]):
+            key = orjson.dumps(name).decode()
+            parts += [_lit(("{" if at == 0 else ",") + key + ":"), value]
+        parts.append(_lit("}"))
+        return _cat(*parts)
+
+    def related(self, spec: ModelSpec, relation: RelationSpec, target: ModelSpec, depth: int,
+                col: Column) -> Expr:
+        """A relationship of the row: its targets' keys (depth 0) or objects, as JSON."""
+        reach = relation.reach
+        if reach is None or len(target.pk) != 1:
+            raise Unsupported(relation.key)
+        alias = aliased(target.model)
+        selectable = sa.inspect(alias).selectable
+        adapt = ClauseAdapter(selectable)
+        parent_key = col(spec.pk[0].key)
+        where: list[Expr]
+        if reach.secondary is None:
+            if reach.owner_keys is None:
+                raise Unsupported(relation.key)
+            where = [getattr(alias, reach.owner_keys[0]) == parent_key]
+            joins: list[tuple[t.Any, Expr]] = []
+        else:
+            secondary = reach.secondary.alias()
+            adapt_both = ClauseAdapter(secondary).chain(adapt)
+            assert reach.onclause is not None
+            joins = [(secondary, adapt_both.traverse(reach.onclause))]
+            owner = secondary.corresponding_column(
+                t.cast("KeyedColumnElement[t.Any]", reach.owner[0]))
+            if owner is None:
+                raise Unsupported(relation.key)
+            where = [owner == parent_key]
+        order = [adapt.traverse(c) for c in relation.order_by] or [
+            getattr(alias, c.key) for c in target.pk]
+        key_column = target.pk[0]
+        if depth == 0:
+            element = _raw_json(key_column, getattr(alias, key_column.key))
+        else:
+            element = self.obj(target, depth - 1, functools.partial(getattr, alias))
+        if relation.many:
+            aggregate = sa.func.string_agg(element, aggregate_order_by(_lit(","), *order))
+            stmt = sa.select(_cat(_lit("["), aggregate, _lit("]")))
+        else:
+            stmt = sa.select(element)
+        stmt = stmt.select_from(alias)
+        for table, onclause in joins:
+            stmt = stmt.join(table, onclause)
+        stmt = stmt.where(*where)
+        if not relation.many:
+            stmt = stmt.order_by(*order).limit(1)
+        return sa.func.coalesce(stmt.scalar_subquery(), _lit("[]" if relation.many else "null"))
+
+
+def page_statement(reader: Reader, spec: ModelSpec, criteria: t.Sequence[Expr],
+                   order: t.Sequence[tuple[ColumnSpec, bool]], order_by: t.Sequence[t.Any]
+                   ) -> sa.Select[t.Any]:
+    """The SELECT of a page's items as one JSON text; :class:`Unsupported` if it cannot be.
+
+    Parameters: ``api_limit`` (the page's size plus one, to know whether more follow),
+    ``api_offset`` and ``api_shown`` (the page's size). It gives one row: the items'
+    objects joined by commas, the number of rows read, then the sort values of the last
+    item shown when more follow (for the cursor).
+    """
+    writer = Writer(reader)
+    depth = reader.read.depth
+    writer.check_tree(spec, depth)
+    plan = reader.plan(spec, [c.key for c, _d in order])
+    inner = (sa.select(*[a.label(f"c{i}") for i, a in enumerate(plan.select)])
+             .where(*criteria).order_by(*order_by)
+             .limit(sa.bindparam("api_limit", type_=sa.Integer))
+             .offset(sa.bindparam("api_offset", type_=sa.BigInteger))
+             .subquery("api_page"))
+
+    def col(name: str) -> Expr:
+        return t.cast(Expr, inner.c[f"c{plan.index[name]}"])
+
+    document = writer.obj(spec, depth, col)
+    sorted_by = [col(c.key).label(f"o{i}") for i, (c, _d) in enumerate(order)]
+    rows = sa.select(sa.func.row_number().over().label("rn"), document.label("doc"),
+                     *sorted_by).select_from(inner).subquery("api_rows")
+    shown = sa.bindparam("api_shown", type_=sa.Integer)
+    # The rows come in the page's order (PostgreSQL aggregates a sorted subquery's rows in
+    # that order, as PostgREST relies on), numbered as they come.
+    items = sa.func.string_agg(rows.c.doc, _lit(",")).filter(rows.c.rn <= shown)
+    last = [sa.type_coerce(_first(rows.c[f"o{i}"], rows.c.rn == shown), c.attr.type)
+            for i, (c, _d) in enumerate(order)]
+    return sa.select(sa.func.coalesce(items, _lit("")), sa.func.count(), *last)
+
+
+def _first(value: Expr, where: Expr) -> Expr:
+    """``(array_agg(value) FILTER (WHERE where))[1]``: the value of the one row ``where``."""
+    aggregate = sa.func.array_agg(value, type_=ARRAY(value.type)).filter(where)
+    return sa.type_coerce(aggregate, ARRAY(value.type))[1]
+
+
+def sql_page(reader: Reader, spec: ModelSpec, criteria: t.Sequence[Expr],
+             order: t.Sequence[tuple[ColumnSpec, bool]], order_by: t.Sequence[t.Any],
+             limit: int, offset: int, reusable: bool, params: dict[str, t.Any] | None = None
+             ) -> TextPage | None:
+    """A page written by PostgreSQL, in one statement; ``None`` if the Python path must read it.
+
+    ``reusable`` says the statement holds no value of this request (no filter; a key given
+    as a parameter, in ``params``), so that it is built once for all requests of the same
+    shape.
+    """
+    if not reader.arrays or reader.options:  # not PostgreSQL, or a scope of this request
+        return None
+
+    def build() -> sa.Select[t.Any] | object:
+        try:
+            return page_statement(reader, spec, criteria, order, order_by)
+        except Unsupported:
+            return _UNWRITABLE
+
+    if reusable:  # made once, or found unwritable once, for every request of this shape
+        shape = ("sqljson", _signature(reader, spec, reader.read.depth),
+                 tuple((c.key, d) for c, d in order), tuple(params or ()))
+        stmt = spec.statement(shape, build)
+    else:
+        stmt = build()
+    if stmt is _UNWRITABLE:
+        return None
+    row = reader.connection().execute(
+        stmt, {"api_limit": limit + 1, "api_offset": offset, "api_shown": limit,
+               **(params or {})}).one()
+    count = row[1]
+    has_more = count > limit
+    return TextPage(row[0], min(count, limit), has_more, tuple(row[2:]) if has_more else None)
+
+
+def one_object(reader: Reader, spec: ModelSpec, key: t.Any) -> bytes | None | Unsupported:
+    """The JSON of the object ``key`` written by PostgreSQL, ``None`` if there is none.
+
+    :class:`Unsupported` (returned, not raised) when the Python path must read it.
+    """
+    if len(spec.pk) == 1:  # the key as a parameter: one statement for every object
+        column = spec.pk[0]
+        criterion = column.attr == sa.bindparam("api_key", type_=column.attr.type)
+        written = sql_page(reader, spec, [criterion], [], [], 1, 0, True, {"api_key": key})
+    else:
+        written = None
+    if written is None:
+        return Unsupported(spec.collection)
+    return written.items.encode() if written.count else None
+
+
+def _signature(reader: Reader, spec: ModelSpec, depth: int) -> tuple[t.Any, ...]:
+    """What the statement of ``spec`` at ``depth`` shows: columns and relationships, nested."""
+    plan = reader.plan(spec)
+    return (spec.collection, depth, tuple(plan.out), tuple(plan.properties), tuple(
+        (r.key, _signature(reader, target, depth - 1) if depth else None)
+        for r, target, _local in plan.relations))
