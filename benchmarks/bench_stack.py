@@ -4,17 +4,21 @@ The real compose stack (``compose.yaml``, the image ``make build`` makes, tagged
 tests tag it) runs under a project name of its own, on 127.0.0.1 with ports Docker chooses,
 with an env file of fresh secrets in a temporary folder, and is always taken down with its
 volumes. A compose override file in the same folder adds what the benchmark needs, and
-nothing else: the bare peer ``hello`` (``benchmarks/stack/hello.py``, mounted read-only, served
+nothing else: the bare peers ``hello`` (``benchmarks/stack/hello.py``) and ``page``
+(``benchmarks/stack/page.py``: the reference page's template alone at ``/template``, and the
+page's whole work written without flasker at ``/``), each mounted read-only, served
 by the same image's gunicorn with the web role's settings file and WEB_CONCURRENCY and
 WEB_THREADS), and to the worker one module of tasks (``benchmarks/stack/stacktasks.py``);
 to the web role the REST API (``benchmarks/stack/stackapi.py``) only while the reference app
 registers none of its own.
 
 1. The web role under wrk (16 connections, 2 threads, 60 s each, 10 s with ``--quick``):
-   the bare "hello", the reference app's page ``/`` and its API ``/api/houses/`` (50 houses of
+   the bare "hello", the bare template page, the bare same-work page, the reference app's
+   page ``/`` and its API ``/api/houses/`` (50 houses of
    3 cats, made through the API): requests/s, p50, p99 and errors (socket errors and answers
-   other than 2xx/3xx); the page and the API as ratios of the hello's requests/s. Then the
-   same three again while the worker is busy: a producer keeps 2,000 of the reference app's
+   other than 2xx/3xx); the page as a ratio of the bare same-work page's requests/s (and of
+   the template page's and the hello's in its note), the rest of the hello's. Then the
+   same five again while the worker is busy: a producer keeps 2,000 of the reference app's
    ``census`` tasks queued for the whole time, so that the worker never waits for work.
 2. 10,000 tasks, each writing one row keyed by its task id, sent by a producer in a one-off
    container (``.delay()``, as the app sends them), with 1 and then 2 worker containers:
@@ -69,6 +73,11 @@ WARMUP_TASKS, QUICK_WARMUP_TASKS = 3_000, 500
 # Census tasks the busy producer keeps queued: several seconds of work for the worker.
 BACKLOG = 2_000
 MEMORY_BOUND_MIB = 50.0
+# The wrk runs in order: the bare peers first, then the web role's page and API.
+WEB_KEYS = ("hello", "template", "same", "page", "api")
+# The compose service serving each (the web role's otherwise), and the peer of each ratio.
+SERVICE_OF = {"hello": "hello", "template": "page", "same": "page"}
+PEER_OF = {"template": "hello", "same": "hello", "page": "same", "api": "hello"}
 WRK_MISSING = (
     "wrk is not installed, so the web role was not measured under load (its rows are left"
     " out): install it with 'apt-get install wrk' (Debian, Ubuntu) and run"
@@ -142,10 +151,12 @@ class Stack:
         self.values = values
         self.override = folder / "compose.bench.yaml"
         # JSON is YAML: no YAML writer needed.
-        self.override.write_text(json.dumps(self.override_services(api_module), indent=2))
+        user, db = values.get("POSTGRES_USER", "flasker"), values.get("POSTGRES_DB", "flasker")
+        db_url = f"postgresql+psycopg://{user}:{values['POSTGRES_PASSWORD']}@postgres:5432/{db}"
+        self.override.write_text(json.dumps(self.override_services(api_module, db_url), indent=2))
 
     @staticmethod
-    def override_services(api_module: bool) -> dict[str, t.Any]:
+    def override_services(api_module: bool, db_url: str) -> dict[str, t.Any]:
         mount = {"type": "bind", "source": str(FILES), "target": "/bench", "read_only": True}
         modules = reference_modules()
         services: dict[str, t.Any] = {
@@ -177,6 +188,34 @@ class Stack:
                 "healthcheck": {
                     "test": ["CMD", "python", "-c", "import urllib.request as r;"
                              " r.urlopen('http://127.0.0.1:8000/', timeout=5)"],
+                    "interval": "2s", "timeout": "6s", "retries": 30,
+                },
+            },
+            # The bare page (benchmarks/stack/page.py): the reference page's work without flasker
+            # ('/'), and its template alone ('/template'); same image and gunicorn settings.
+            "page": {
+                "image": f"{IMAGE}:{TAG}",
+                "entrypoint": ["python", "-m", "gunicorn"],
+                "command": ["--config", "/app/services/web/gunicorn.conf.py",
+                            "--chdir", "/bench", "page:app"],
+                "environment": {
+                    "WEB_CONCURRENCY": "${WEB_CONCURRENCY:-2}",
+                    "WEB_THREADS": "${WEB_THREADS:-4}",
+                    "WEB_PROXY_HOPS": "${WEB_PROXY_HOPS:-0}",
+                    "PAGE_DB_URL": db_url,
+                    "PAGE_SECRET_KEY": "${FLASKER__APP__SECRET_KEY}",
+                },
+                "volumes": [mount],
+                "ports": ["127.0.0.1::8000"],
+                "restart": "no",
+                "depends_on": {"migrate": {"condition": "service_completed_successfully"}},
+                "read_only": True,
+                "tmpfs": ["/tmp"],
+                "cap_drop": ["ALL"],
+                "security_opt": ["no-new-privileges:true"],
+                "healthcheck": {
+                    "test": ["CMD", "python", "-c", "import urllib.request as r;"
+                             " r.urlopen('http://127.0.0.1:8000/template', timeout=5)"],
                     "interval": "2s", "timeout": "6s", "retries": 30,
                 },
             },
@@ -487,20 +526,26 @@ class Busy:
 
 def web_rows(results: dict[str, dict[str, t.Any]], state: str,
              urls: dict[str, str]) -> list[Row]:
-    hello = results["hello"]
     rows = []
-    for key, label in (("hello", "bare gunicorn+Flask hello"), ("page", "page /"),
-                       ("api", "API /api/houses/")):
+    for key, label in (("hello", "bare gunicorn+Flask hello"),
+                       ("template", "bare page, template only (ratio vs hello)"),
+                       ("same", "bare page, same work (ratio vs hello)"),
+                       ("page", "page / (ratio vs bare same work)"),
+                       ("api", "API /api/houses/ (ratio vs hello)")):
         r = results[key]
-        ratio = None if key == "hello" else r["rps"] / hello["rps"]
+        peer = PEER_OF.get(key)
+        ratio = None if peer is None else r["rps"] / results[peer]["rps"]
+        versus = ""
+        if key == "page":
+            versus = (f"; {r['rps'] / results['template']['rps']:.2f} of the bare template"
+                      f" page, {r['rps'] / results['hello']['rps']:.2f} of the hello")
         rows.append({
-            "name": f"stack web, worker {state}: {label}" + ("" if key == "hello" else
-                                                              " (ratio vs hello)"),
+            "name": f"stack web, worker {state}: {label}",
             "value": r["rps"], "unit": "req/s", "ratio": ratio, "target": "0 errors",
             "note": f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, max {r['max']:.0f} ms;"
                     f" {r['errors']} errors in {r['requests']:,} requests ({r['detail']});"
                     f" {r['boots']} gunicorn workers booted (max_requests); machine's load"
-                    f" average {r['load']:.1f}",
+                    f" average {r['load']:.1f}{versus}",
             "p50_ms": r["p50"], "p99_ms": r["p99"], "errors": r["errors"],
             "requests": r["requests"], "url": urls[key], "boots": r["boots"],
         })
@@ -510,12 +555,12 @@ def web_rows(results: dict[str, dict[str, t.Any]], state: str,
 def measure_web(stack: Stack, urls: dict[str, str], state: str,
                 seconds: int) -> dict[str, dict[str, t.Any]]:
     found = {}
-    for key in ("hello", "page", "api"):
+    for key in WEB_KEYS:
         print(f"   wrk {seconds} s on {key} ({urls[key]}), worker {state}", flush=True)
         started, load = time.time(), os.getloadavg()[0]
         found[key] = r = wrk(urls[key], seconds, LOGS / f"wrk-{state}-{key}.txt")
         r["load"] = (load + os.getloadavg()[0]) / 2
-        r["boots"] = stack.boots("hello" if key == "hello" else "web", started)
+        r["boots"] = stack.boots(SERVICE_OF.get(key, "web"), started)
         print(f"     {r['rps']:.0f} req/s, p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms,"
               f" {r['errors']} errors, {r['boots']} gunicorn workers booted, load average"
               f" {r['load']:.1f}", flush=True)
@@ -658,14 +703,16 @@ def run(ctx: Context) -> list[Row]:
     try:
         stack.up()
         web, hello = stack.url("web", 8000), stack.url("hello", 8000)
+        bare = stack.url("page", 8000)
         seed(web)
-        urls = {"hello": f"{hello}/", "page": f"{web}/", "api": f"{web}/api/houses/"}
+        urls = {"hello": f"{hello}/", "template": f"{bare}/template", "same": f"{bare}/",
+                "page": f"{web}/", "api": f"{web}/api/houses/"}
         status, body = http("GET", urls["hello"])
         if status != 200 or body != b"Hello, World!":
             raise RuntimeError(f"The hello peer answered {status}: {body[:200]!r}")
         web_before = stack.memory("web")
         if has_wrk:
-            for key in ("hello", "page", "api"):  # warm up: connections, templates, imports
+            for key in WEB_KEYS:  # warm up: connections, templates, imports
                 wrk(urls[key], 3, LOGS / f"wrk-warmup-{key}.txt")
             idle = measure_web(stack, urls, "idle", seconds)
             rows += web_rows(idle, "idle", urls)

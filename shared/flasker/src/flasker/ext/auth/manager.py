@@ -12,7 +12,6 @@ from ...security import COOKIE_PREFIXES
 from .cli import create_cli
 from .login import new_login_manager
 from .models import declare_models
-from .oidc import OIDCClient
 from .options import OPTIONS, check_secret_key, check_settings
 from .protect import gate, load_user_from_request, load_user_from_session, unauthorized
 from .refusals import security_log
@@ -74,6 +73,10 @@ class GoogleAuthManager(Extension):
         login_manager = new_login_manager(app, user_loader=load_user_from_session,
                                           request_loader=load_user_from_request,
                                           unauthorized=unauthorized)
+        # Authlib, joserfc and requests are heavy, and most of a web worker's start-up: only
+        # an app that signs in imports them (the reference app imports this package always).
+        from .oidc import OIDCClient  # noqa: PLC0415
+
         client = OIDCClient(checked, project.engine, app, models.AuthLoginState.__table__)
         app.register_blueprint(create_blueprint(checked))
         app.before_request(gate)
