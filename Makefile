@@ -106,10 +106,20 @@ up: env ## Build and start the stack, wait until healthy, print URLs (writes .en
 	printf '          user %s, password %s\n' "$${auth%%:*}" "$${auth#*:}"
 
 # compose.dev.yaml on top of compose.yaml, in the foreground: Ctrl+C stops, 'make down' removes.
+# Docker Compose (2.40 and later) can panic, exit status 2, when a container it watches is
+# removed before it looked at it, as a rebuild's recreation does (docker/compose#13559): the
+# stack is left running, and 'up --watch' is started again (up to 5 times).
 .PHONY: dev
 dev: env ## Development mode: reloads edits, Werkzeug debugger on 127.0.0.1 (writes .env)
-	$(COMPOSE) --env-file $(ENV_FILE) --file compose.yaml --file compose.dev.yaml \
-	  up --build --watch
+	@panics=0; while :; do \
+	  $(COMPOSE) --env-file $(ENV_FILE) --file compose.yaml --file compose.dev.yaml \
+	    up --build --watch && exit 0; \
+	  status=$$?; \
+	  if [ $$status -ne 2 ] || [ $$panics -ge 5 ]; then exit $$status; fi; \
+	  panics=$$((panics + 1)); \
+	  echo "Docker Compose stopped (exit status 2; docker/compose#13559):" \
+	    "starting 'up --watch' again." >&2; \
+	done
 
 .PHONY: down
 down: ## Stop and remove the stack's containers (keeps the data volumes)
