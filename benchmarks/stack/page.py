@@ -43,8 +43,10 @@ PROJECT_NAME = "Houses and Cats"
 
 
 def templates_folder() -> Path:
+    # '.parent' thrice, not 'parents[2]': mounted as /bench/page.py, the file has two parents.
+    repository = Path(__file__).resolve().parent.parent.parent
     candidates = [os.environ.get("PAGE_TEMPLATES", ""), "/app/reference/app/templates",
-                  str(Path(__file__).resolve().parents[2] / "reference" / "app" / "templates")]
+                  str(repository / "reference" / "app" / "templates")]
     for candidate in candidates:
         if candidate and (Path(candidate) / "index.html").is_file():
             return Path(candidate)
