@@ -52,6 +52,15 @@ def servers() -> t.Iterator[tuple[str, str]]:
         yield pg_url, redis_url
 
 
+def run_alone(run: t.Callable[[Context], list[dict[str, t.Any]]],
+              markdown: t.Callable[[list[dict[str, t.Any]]], str]) -> None:
+    """``python -m benchmarks.bench_x [--quick]``: one module alone, its Markdown table printed."""
+    with servers() as (pg, redis), tempfile.TemporaryDirectory() as folder:
+        found = run(Context(pg_url=pg, redis_url=redis, tmp=Path(folder),
+                            quick="--quick" in sys.argv))
+    print(markdown(found))
+
+
 def modules(selected: str | None) -> list[str]:
     names = sorted(p.stem for p in HERE.glob("bench_*.py"))
     return [n for n in names if not selected or selected in n]

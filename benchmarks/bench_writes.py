@@ -427,12 +427,6 @@ def markdown(rows: t.Sequence[dict[str, t.Any]]) -> str:
 
 
 if __name__ == "__main__":  # python -m benchmarks.bench_writes [--quick]: this benchmark alone
-    import tempfile
+    from benchmarks.__main__ import run_alone
 
-    from benchmarks.__main__ import Context
-    from benchmarks.__main__ import servers as test_servers
-
-    with test_servers() as (pg, redis), tempfile.TemporaryDirectory() as folder:
-        found = run(Context(pg_url=pg, redis_url=redis, tmp=Path(folder),
-                            quick="--quick" in sys.argv))
-    print(markdown(found))
+    run_alone(run, markdown)

@@ -279,26 +279,13 @@ def restless_app(url: str) -> tuple[Flask, sa.Engine]:
     return app, engine
 
 
-def serve(impl: str, port: int, url: str, folder: str) -> None:
+def run_gunicorn(port: int, make: t.Callable[[], Flask]) -> None:
     """gunicorn, as the project's web role runs it: a gthread worker keeping connections alive.
 
     One worker with one thread, so every server answers one request at a time; the app is
-    made in the worker (after the fork), as ``flasker web`` makes it.
+    made in the worker (after the fork) by ``make``, as ``flasker web`` makes it.
     """
     from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped,unused-ignore]
-
-    def make() -> Flask:
-        if impl == "flasker":
-            app, engine = flasker_app(url, folder)
-        elif impl == "bare":
-            app, counter = bare_app(url, folder)
-            count_statements(app, None, counter)
-            return app
-        else:
-            app, engine = {"lower": lower_app, "smorest": smorest_app,
-                           "restless": restless_app}[impl](url)
-        count_statements(app, engine)
-        return app
 
     class Application(BaseApplication):  # type: ignore[misc,unused-ignore]
         def load_config(self) -> None:
@@ -319,7 +306,27 @@ def serve(impl: str, port: int, url: str, folder: str) -> None:
     Application().run()
 
 
-def main() -> None:
+def serve(impl: str, port: int, url: str, folder: str) -> None:
+    """The read benchmark's server ``impl``, under :func:`run_gunicorn`."""
+
+    def make() -> Flask:
+        if impl == "flasker":
+            app, engine = flasker_app(url, folder)
+        elif impl == "bare":
+            app, counter = bare_app(url, folder)
+            count_statements(app, None, counter)
+            return app
+        else:
+            app, engine = {"lower": lower_app, "smorest": smorest_app,
+                           "restless": restless_app}[impl](url)
+        count_statements(app, engine)
+        return app
+
+    run_gunicorn(port, make)
+
+
+def main(serve: t.Callable[[str, int, str, str], None] = serve) -> None:
+    """``python servers.py IMPL PORT DB_URL [FOLDER]``: serve until stopped."""
     impl, port, url = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     folder = sys.argv[4] if len(sys.argv) > 4 else ""
     logging.basicConfig(level=logging.WARNING)

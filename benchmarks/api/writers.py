@@ -17,7 +17,6 @@ of the benchmark package: the Flask-Restless-NG virtualenv runs it by path.
 
 from __future__ import annotations
 
-import logging
 import sys
 import typing as t
 from pathlib import Path
@@ -210,22 +209,24 @@ def restless_app(url: str) -> tuple[Flask, sa.Engine]:
     return app, engine
 
 
-def serve(impl: str, port: int, url: str, folder: str) -> None:
-    """gunicorn as ``servers.serve`` runs it: one gthread worker of one thread, keep-alive."""
+def servers() -> t.Any:
+    """``servers.py``, beside this file: run by path (no package), it is imported by its name."""
     import importlib
 
-    from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped,unused-ignore]
-
-    # Run by path (no package): servers.py, beside this file, is importable by its name.
     sys.path.insert(0, str(Path(__file__).parent))
-    count_statements = importlib.import_module("servers").count_statements
+    return importlib.import_module("servers")
+
+
+def serve(impl: str, port: int, url: str, folder: str) -> None:
+    """The write benchmark's server ``impl``, under ``servers.run_gunicorn``."""
+    read_servers = servers()
 
     def make() -> Flask:
         if impl == "flasker":
             app, engine = flasker_app(url, folder)
         else:
             app, engine = {"smorest": smorest_app, "restless": restless_app}[impl](url)
-        count_statements(app, engine)
+        read_servers.count_statements(app, engine)
 
         @app.get("/ready")
         def ready() -> str:
@@ -233,30 +234,8 @@ def serve(impl: str, port: int, url: str, folder: str) -> None:
 
         return app
 
-    class Application(BaseApplication):  # type: ignore[misc,unused-ignore]
-        def load_config(self) -> None:
-            for key, value in {
-                "bind": [f"127.0.0.1:{port}"], "workers": 1, "worker_class": "gthread",
-                "threads": 1, "keepalive": 120, "timeout": 300, "loglevel": "warning",
-                "accesslog": None, "control_socket_disable": True,
-            }.items():
-                if key in self.cfg.settings:
-                    self.cfg.set(key, value)
-
-        def load(self) -> Flask:
-            return make()
-
-    Application().run()
-
-
-def main() -> None:
-    impl, port, url = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    folder = sys.argv[4] if len(sys.argv) > 4 else ""
-    logging.basicConfig(level=logging.WARNING)
-    print(f"serving {impl} on 127.0.0.1:{port}", flush=True)
-    sys.argv = sys.argv[:1]  # gunicorn parses the command line: give it none of ours
-    serve(impl, port, url, folder)
+    read_servers.run_gunicorn(port, make)
 
 
 if __name__ == "__main__":
-    main()
+    servers().main(serve)
