@@ -64,6 +64,29 @@ def test_depth_expands_relationships_and_shows_each_object_once(api_client: t.An
     problem(api_client.get("/api/homes/1?depth=deep"), 400)
 
 
+def test_a_many_to_one_shows_its_object_at_the_first_item_of_the_page(pets: t.Any) -> None:
+    """The first item pointing to a home shows it; the next ones, and pages after, its key."""
+    one = {"id": 1, "address": "1 Road", "rooms": None, "pets": ["Kitty", "Tom"]}
+    two = {"id": 2, "address": "2 Lane", "rooms": None, "pets": ["Bella", "Luna", "Rex"]}
+
+    def homes(query: str) -> list[tuple[str, t.Any]]:
+        response = pets.get(f"/api/pets/?depth=1&fields=home&{query}")
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return [(p["name"], p["home"]) for p in response.get_json()["items"]]
+
+    assert homes("") == [("Bella", two), ("Kitty", one), ("Luna", 2), ("Max", None),
+                         ("Rex", 2), ("Tom", 1)]
+    assert homes("sort=-name") == [("Tom", one), ("Rex", two), ("Max", None), ("Luna", 2),
+                                   ("Kitty", 1), ("Bella", 2)]
+    assert homes("offset=2&limit=3") == [("Luna", two), ("Max", None), ("Rex", 2)]
+    assert homes("filter=age:ge:3&sort=age") == [("Bella", two), ("Kitty", one),
+                                                   ("Tom", 1), ("Luna", 2)]
+    assert pets.get("/api/pets/Luna?depth=1&fields=home").get_json() == {
+        "name": "Luna", "home": two}
+    assert pets.get("/api/pets/Max?depth=1&fields=home").get_json() == {
+        "name": "Max", "home": None}
+
+
 def test_depth_on_a_self_referential_tree(api_client: t.Any) -> None:
     api_client.post("/api/nodes/", json={"title": "root"})
     for title in ("a", "b"):
@@ -135,7 +158,11 @@ def test_each_read_takes_the_sql_path_when_it_can(make_api: MakeAPI,
                 ("/api/pets/Tom", True),
                 ("/api/homes/1/pets/?total=false&fields=name,toys", True),
                 ("/api/nodes/?total=false", True),
-                ("/api/pets/?total=false&depth=1", False),  # a many-to-one expanded
+                # A many-to-one (without the home's opted-in property).
+                ("/api/pets/?total=false&depth=1&fields=home&fields[homes]=address,pets", True),
+                ("/api/pets/Tom?depth=1&fields=home&fields[homes]=address", True),
+                ("/api/pets/?total=false&depth=1&fields=home", False),  # with the property
+                ("/api/pets/?total=false&depth=1", False),  # a many-to-many expanded
                 ("/api/homes/1", False),  # an opted-in property
                 ("/api/nodes/1?depth=1", False)):  # one model at two levels
             counts = []

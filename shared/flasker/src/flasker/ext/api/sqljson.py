@@ -12,10 +12,13 @@ A request this module cannot write exactly raises :class:`Unsupported` while its
 statement is built, and the view takes the Python path (:func:`sql_page` returns
 ``None``): a scope on a model, opted-in properties, a composite key, a column kind
 whose text PostgreSQL writes otherwise than orjson (floats, JSON, intervals, arrays,
-custom types), a relationship past the depth that is not a plain one-to-many, or one
-joined by a condition of its own. The Python path's rule "an object shown already is
-given again as its key" then never applies: a plain one-to-many whose model appears at
-one level only can show no object twice.
+custom types), a relationship expanded that is neither a plain one-to-many nor a plain
+many-to-one of the page's own items, or one joined by a condition of its own, or a model
+at two levels of the document. The Python path's rule "an object shown already is given
+again as its key" then applies to the many-to-ones of the page only: a plain one-to-many
+whose model appears at one level can show no object twice, and a many-to-one of the
+page's items shows its object at the first item (in the page's order) that points to it,
+its key at the others (``row_number()`` over the items of each key).
 """
 
 from __future__ import annotations
@@ -139,18 +142,32 @@ class Writer:
             raise Unsupported("not PostgreSQL, or a scope applies")
         self.reader = reader
         self.levels: dict[str, int] = {}
+        # The page's many-to-ones shown as objects: for each, whether the row is the first
+        # of the page to point to its target (an expression, 1 if so).
+        self.top: ModelSpec | None = None
+        self.first: dict[str, Expr] = {}
 
     def check_tree(self, spec: ModelSpec, depth: int) -> None:
-        """Raise :class:`Unsupported` unless every object shown can appear once only."""
+        """Raise :class:`Unsupported` unless every object shown is written as Python would."""
+        top = self.top is None
+        if top:
+            self.top = spec
         self.levels[spec.collection] = self.levels.get(spec.collection, 0) + 1
         if depth == 0:
             return
         for relation, target, _local in self.reader.plan(spec).relations:
-            if not relation.one_to_many or relation.reach is None:
+            if not (relation.one_to_many and relation.reach is not None
+                    or top and _parent(relation)):
                 raise Unsupported(relation.key)
             self.check_tree(target, depth - 1)
         if any(n > 1 for n in self.levels.values()):
             raise Unsupported("a model at two levels")
+
+    def parents(self, spec: ModelSpec, depth: int) -> list[RelationSpec]:
+        """The many-to-ones of the page's items shown as objects (after :meth:`check_tree`)."""
+        if depth == 0:
+            return []
+        return [r for r, _target, _local in self.reader.plan(spec).relations if _parent(r)]
 
     def obj(self, spec: ModelSpec, depth: int, col: Column) -> Expr:
         """The JSON object of the row whose columns ``col`` gives, ``depth`` levels deep."""
@@ -168,6 +185,8 @@ class Writer:
                     raise Unsupported(relation.key)
                 local_column = spec.columns[relation.local_key[0]]
                 inline.append((relation.key, _raw_json(local_column, col(local_column.key))))
+            elif spec is self.top and relation.key in self.first:
+                linked.append((relation.key, self.parent(spec, relation, target, depth, col)))
             else:
                 linked.append((relation.key, self.related(spec, relation, target, depth, col)))
         for at, (name, value) in enumerate([*fields, *inline, *linked]):
@@ -175,6 +194,22 @@ class Writer:
             parts += [_lit(("{" if at == 0 else ",") + key + ":"), value]
         parts.append(_lit("}"))
         return _cat(*parts)
+
+    def parent(self, spec: ModelSpec, relation: RelationSpec, target: ModelSpec, depth: int,
+               col: Column) -> Expr:
+        """A many-to-one of the page's row: its object at the first row pointing to it, else
+        its key (as the Python path, which shows an object once)."""
+        assert relation.local_key is not None
+        if len(target.pk) != 1:
+            raise Unsupported(relation.key)
+        local = spec.columns[relation.local_key[0]]
+        key = col(local.key)
+        alias = aliased(target.model)
+        element = self.obj(target, depth - 1, functools.partial(getattr, alias))
+        found = (sa.select(element).select_from(alias)
+                 .where(getattr(alias, target.pk[0].key) == key).scalar_subquery())
+        return sa.case((self.first[relation.key] == 1, sa.func.coalesce(found, _lit("null"))),
+                       else_=_raw_json(local, key))
 
     def related(self, spec: ModelSpec, relation: RelationSpec, target: ModelSpec, depth: int,
                 col: Column) -> Expr:
@@ -243,20 +278,41 @@ def page_statement(reader: Reader, spec: ModelSpec, criteria: t.Sequence[Expr],
              .offset(sa.bindparam("api_offset", type_=sa.BigInteger))
              .subquery("api_page"))
 
+    source: sa.Subquery = inner
+    # The rows come in the page's order (PostgreSQL aggregates a sorted subquery's rows in
+    # that order, as PostgREST relies on), numbered as they come.
+    position: Expr = sa.func.row_number().over()
+    parents = writer.parents(spec, depth)
+    if parents:  # each row says whether it is the first of the page to show each parent
+        numbered = sa.select(*inner.c, position.label("api_pos")).subquery("api_numbered")
+        source = sa.select(*numbered.c, *[
+            sa.func.row_number().over(
+                partition_by=numbered.c[f"c{plan.index[r.local_key[0]]}"],  # type: ignore[index]
+                order_by=numbered.c.api_pos).label(f"f{i}")
+            for i, r in enumerate(parents)]).subquery("api_flagged")
+        writer.first = {r.key: source.c[f"f{i}"] for i, r in enumerate(parents)}
+        position = source.c.api_pos
+
     def col(name: str) -> Expr:
-        return t.cast(Expr, inner.c[f"c{plan.index[name]}"])
+        return t.cast(Expr, source.c[f"c{plan.index[name]}"])
 
     document = writer.obj(spec, depth, col)
     sorted_by = [col(c.key).label(f"o{i}") for i, (c, _d) in enumerate(order)]
-    rows = sa.select(sa.func.row_number().over().label("rn"), document.label("doc"),
-                     *sorted_by).select_from(inner).subquery("api_rows")
+    rows = sa.select(position.label("rn"), document.label("doc"),
+                     *sorted_by).select_from(source).subquery("api_rows")
     shown = sa.bindparam("api_shown", type_=sa.Integer)
-    # The rows come in the page's order (PostgreSQL aggregates a sorted subquery's rows in
-    # that order, as PostgREST relies on), numbered as they come.
-    items = sa.func.string_agg(rows.c.doc, _lit(",")).filter(rows.c.rn <= shown)
+    # The windows of the parents sort the rows otherwise: the items are then put in order.
+    separator = aggregate_order_by(_lit(","), rows.c.rn) if parents else _lit(",")
+    items = sa.func.string_agg(rows.c.doc, separator).filter(rows.c.rn <= shown)
     last = [sa.type_coerce(_first(rows.c[f"o{i}"], rows.c.rn == shown), c.attr.type)
             for i, (c, _d) in enumerate(order)]
     return sa.select(sa.func.coalesce(items, _lit("")), sa.func.count(), *last)
+
+
+def _parent(relation: RelationSpec) -> bool:
+    """A plain many-to-one: one object, found by the one column of the row holding its key."""
+    return (not relation.many and relation.reach is None
+            and relation.local_key is not None and len(relation.local_key) == 1)
 
 
 def _first(value: Expr, where: Expr) -> Expr:
