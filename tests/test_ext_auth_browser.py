@@ -99,6 +99,8 @@ def test_a_browser_sees_a_friendly_refusal(app_url: str, provider: FakeProvider)
             assert "prompt=select_account" in page.url
             provider.account.email = "alice@corp.com"
             page.click("#allow")
-            expect(page.locator("#who")).to_have_text("Home: alice@corp.com")
+            # ... and goes where the refused sign-in was to go.
+            page.wait_for_url(app_url + "/private")
+            expect(page.locator("#who")).to_have_text("Private: alice@corp.com")
         finally:
             browser.close()

@@ -242,12 +242,14 @@ def test_the_refusal_page_retries_with_another_account(
         supported: list[str] | None, prompt: str | None) -> None:
     provider.tamper.prompt_values = supported
     provider.account.email = "mallory@corp.com"
-    refused = flow.sign_in()
+    refused = flow.sign_in("/private?tab=2")
     assert_refused(refused, "not_allowed", caplog)
     body = refused.get_data(as_text=True)
     assert ">Sign in with another account</a>" in body
     link = html.unescape(body.split('id="another-account" href="')[1].split('"')[0])
-    assert link == "/auth/start?another_account=1"
+    # The retry goes where the refused sign-in was to go.
+    assert link == "/auth/start?another_account=1&next=/private?tab%3D2"
+    assert 'href="/auth/login?next=/private?tab%3D2">Back to sign-in</a>' in body
 
     retry = flow.client.get(link)
     assert retry.status_code == 302
@@ -255,7 +257,7 @@ def test_the_refusal_page_retries_with_another_account(
     assert query_of(authorize).get("prompt") == ([prompt] if prompt else None)
     # The provider takes the request (it refuses a prompt value it does not list).
     provider.account.email = "alice@corp.com"
-    assert flow.client.get(flow.consent(authorize)).headers["Location"] == "/"
+    assert flow.client.get(flow.consent(authorize)).headers["Location"] == "/private?tab=2"
     assert provider.authorizations[-1].get("prompt") == prompt
 
 
@@ -278,7 +280,14 @@ def test_other_refusals_do_not_offer_another_account(flow: Flow,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     refused = flow.client.get("/auth/oauth2callback?code=abc&state=forged")
     assert_refused(refused, "state_mismatch", caplog, 400)
-    assert "another account" not in refused.get_data(as_text=True)
+    body = refused.get_data(as_text=True)
+    assert "another account" not in body
+    # An unknown state says nothing of where the sign-in was to go.
+    assert 'href="/auth/login">Back to sign-in</a>' in body
+    # A sign-in the provider did not complete: back to the sign-in page, 'next' kept.
+    refused = flow.client.get(flow.consent(flow.start("/private"), approve=False))
+    assert_refused(refused, "provider_error", caplog, 400)
+    assert 'href="/auth/login?next=/private">Back to sign-in</a>' in refused.get_data(as_text=True)
 
 
 # -- the provider's name on the button ------------------------------------------------------

@@ -296,12 +296,20 @@ class OIDCClient:
         if state:
             data = framework.get_state_data(session, state)
             framework.clear_state_data(session, state)
-        if args.get("error"):
-            raise Refusal("provider_error",
-                          f"{args.get('error')}: {args.get('error_description', '')}".strip())
-        if not data or not data.get("nonce") or not data.get("code_verifier"):
-            raise Refusal("state_mismatch", "no pending sign-in of this session has this state"
-                          " (unknown, already used, expired or from another browser)")
+        try:
+            if args.get("error"):
+                raise Refusal("provider_error",
+                              f"{args.get('error')}: {args.get('error_description', '')}".strip())
+            if not data or not data.get("nonce") or not data.get("code_verifier"):
+                raise Refusal("state_mismatch", "no pending sign-in of this session has this"
+                              " state (unknown, already used, expired or from another browser)")
+            return self._complete(args, data), str(data.get("next") or "/")
+        except Refusal as refusal:  # the refusal page's retry goes where the sign-in was to
+            refusal.next_url = str(data.get("next") or "/") if data else None
+            raise
+
+    def _complete(self, args: Mapping[str, str], data: dict[str, t.Any]) -> Identity:
+        """The identity of the sign-in ``data`` (found by its state) that ``args`` completes."""
         metadata = self._metadata()
         issuers = accepted_issuers(metadata["issuer"])
         # RFC 9207: a provider that names itself in the response must be the expected one.
@@ -328,9 +336,8 @@ class OIDCClient:
                 raise Refusal("email_missing", f"neither the ID token nor the userinfo response"
                               f" has 'email' (the scope 'email' was asked for): {EMAIL_NEEDS}",
                               sub=claims.get("sub"))
-        identity = verify_claims(claims, client_id=self.settings.client_id, issuers=issuers,
-                                 nonce=data["nonce"], hosted_domain=self.settings.hosted_domain)
-        return identity, str(data.get("next") or "/")
+        return verify_claims(claims, client_id=self.settings.client_id, issuers=issuers,
+                             nonce=data["nonce"], hosted_domain=self.settings.hosted_domain)
 
     def _userinfo(self, token: dict[str, t.Any], metadata: Mapping[str, t.Any],
                   claims: Mapping[str, t.Any]) -> dict[str, t.Any]:

@@ -124,6 +124,8 @@ class Refusal(Exception):
         self.code = code
         self.detail = detail
         self.fields = fields
+        #: Where the refused sign-in was to go: the refusal page's retry goes there too.
+        self.next_url: str | None = None
 
     @property
     def reason(self) -> Reason:
@@ -204,14 +206,19 @@ def render_page(template: str, status: int = 200, **context: t.Any) -> Response:
 
 
 def refuse(refusal: Refusal, *, headers: t.Mapping[str, str] | None = None,
-           level: int = logging.WARNING) -> Response:
-    """Log ``refusal`` as a security event and answer with a page or a problem."""
+           level: int = logging.WARNING, next_url: str | None = None) -> Response:
+    """Log ``refusal`` as a security event and answer with a page or a problem.
+
+    ``next_url``: where the refused sign-in was to go, unless the refusal knows it; the
+    page's links to sign in again keep it.
+    """
     reason = refusal.reason
     log_security_event(refusal.code, refusal.detail, level=level, **refusal.fields)
     if wants_json():
         return problem(reason.status, reason.title, reason.message, code=refusal.code,
                        headers=headers)
+    next_url = refusal.next_url or next_url
     response = render_page("flasker_auth/refused.html", reason.status, reason=reason,
-                           code=refusal.code)
+                           code=refusal.code, next_url=None if next_url == "/" else next_url)
     response.headers.update(headers or {})
     return response

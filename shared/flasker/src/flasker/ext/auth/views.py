@@ -67,20 +67,22 @@ def start() -> ResponseReturnValue:
     state = auth_state()
     scheme = "https" if current_app.config.get("SESSION_COOKIE_SECURE") else request.scheme
     redirect_uri = url_for(f"{BLUEPRINT}.callback", _external=True, _scheme=scheme)
+    next_url = _next_from_args()
     try:
         url = state.client.authorization_url(
-            redirect_uri, _next_from_args(),
-            another_account=request.args.get("another_account") == "1")
+            redirect_uri, next_url, another_account=request.args.get("another_account") == "1")
     except Refusal as refusal:
-        return refuse(refusal)
+        return refuse(refusal, next_url=next_url)
     except SQLAlchemyError as e:
-        return refuse(Refusal("storage_unavailable", f"{type(e).__name__}: {e}"))
+        return refuse(Refusal("storage_unavailable", f"{type(e).__name__}: {e}"),
+                      next_url=next_url)
     return redirect(url)
 
 
 def callback() -> ResponseReturnValue:
     """The provider's redirect: verify everything, then sign in with a fresh session."""
     state = auth_state()
+    next_url: str | None = None
     try:
         identity, next_url = state.client.finish(request.args)
         if not state.settings.allow_list.allows(identity.email):
@@ -88,10 +90,11 @@ def callback() -> ResponseReturnValue:
                           sub=identity.sub)
         sign_in(state.engine, identity, current_app.permanent_session_lifetime)
     except Refusal as refusal:
-        return refuse(refusal)
+        return refuse(refusal, next_url=next_url)
     except SQLAlchemyError as e:
         current_app.logger.exception("Signing in failed: the auth tables are unreachable.")
-        return refuse(Refusal("storage_unavailable", f"{type(e).__name__}: {e}"))
+        return refuse(Refusal("storage_unavailable", f"{type(e).__name__}: {e}"),
+                      next_url=next_url)
     log_security_event("signed_in", "sign-in succeeded", level=logging.INFO, email=identity.email,
                        sub=identity.sub)
     return redirect(safe_next(next_url, forbidden_prefix=state.settings.url_prefix))
