@@ -87,6 +87,26 @@ def test_a_many_to_one_shows_its_object_at_the_first_item_of_the_page(pets: t.An
         "name": "Max", "home": None}
 
 
+def test_a_many_to_many_shows_each_object_at_its_first_place(pets: t.Any) -> None:
+    """In the page's order, then the relationship's: the object first, its key after."""
+    ball = {"id": 1, "kind": "ball", "pets": ["Kitty", "Tom"]}
+    mouse = {"id": 2, "kind": "mouse", "pets": ["Tom"]}
+
+    def toys(query: str) -> list[tuple[str, t.Any]]:
+        response = pets.get(f"/api/pets/?depth=1&fields=toys&{query}")
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return [(p["name"], p["toys"]) for p in response.get_json()["items"]]
+
+    assert toys("filter=name:in:Kitty,Tom,Rex") == [
+        ("Kitty", [ball]), ("Rex", []), ("Tom", [1, mouse])]
+    assert toys("sort=-name&limit=5") == [
+        ("Tom", [ball, mouse]), ("Rex", []), ("Max", []), ("Luna", []), ("Kitty", [1])]
+    assert toys("sort=-name&offset=5") == [("Bella", [])]
+    # With the many-to-one beside it: each model's objects are shown once.
+    item = pets.get("/api/pets/Tom?depth=1").get_json()
+    assert (item["home"]["id"], item["toys"]) == (1, [ball, mouse])
+
+
 def test_depth_on_a_self_referential_tree(api_client: t.Any) -> None:
     api_client.post("/api/nodes/", json={"title": "root"})
     for title in ("a", "b"):
@@ -159,10 +179,19 @@ def test_each_read_takes_the_sql_path_when_it_can(make_api: MakeAPI,
                 ("/api/homes/1/pets/?total=false&fields=name,toys", True),
                 ("/api/nodes/?total=false", True),
                 # A many-to-one (without the home's opted-in property).
-                ("/api/pets/?total=false&depth=1&fields=home&fields[homes]=address,pets", True),
+                ("/api/pets/?total=false&depth=1&fields=home&fields[homes]=address", True),
+                # The home's pets would be a subquery per home, on pets.home_id, which no
+                # index of the models begins with: the Python path, one statement for all.
+                ("/api/pets/?total=false&depth=1&fields=home&fields[homes]=address,pets", False),
+                # The pets' toys at depth 1: on pet_toys' key, which begins with pet_name.
+                ("/api/homes/?total=false&depth=1&fields=address,pets", True),
                 ("/api/pets/Tom?depth=1&fields=home&fields[homes]=address", True),
                 ("/api/pets/?total=false&depth=1&fields=home", False),  # with the property
-                ("/api/pets/?total=false&depth=1", False),  # a many-to-many expanded
+                # A many-to-many; the toys' pets are on pet_toys.toy_id, not indexed first.
+                ("/api/pets/?total=false&depth=1&fields=toys&fields[toys]=kind", True),
+                ("/api/pets/?total=false&depth=1&fields=toys", False),
+                ("/api/pets/Tom?depth=1&fields[homes]=address&fields[toys]=kind", True),
+                ("/api/pets/?total=false&depth=1", False),  # the home's property
                 ("/api/homes/1", False),  # an opted-in property
                 ("/api/nodes/1?depth=1", False)):  # one model at two levels
             counts = []

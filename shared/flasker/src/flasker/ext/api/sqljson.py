@@ -2,8 +2,9 @@
 
 On PostgreSQL a read of a collection or of one object is, when it can be, one SELECT
 that writes the items' JSON itself (``||`` of the fields' texts, ``to_json`` for the
-escaping of strings, ``string_agg`` for arrays, a correlated subquery per relationship
-shown), and the view sends that text as it comes: no row becomes a Python object. The
+escaping of strings, ``string_agg`` for arrays; the lists of the page's items by a join
+grouped by item, the relationships of nested objects by a correlated subquery on an
+indexed column), and the view sends that text as it comes: no row becomes a Python object. The
 text is byte for byte what :class:`.reader.Reader` and ``orjson`` give for the same
 request (the README's "API" section says the formats), so that ETags agree whichever
 path served a request.
@@ -13,12 +14,14 @@ statement is built, and the view takes the Python path (:func:`sql_page` returns
 ``None``): a scope on a model, opted-in properties, a composite key, a column kind
 whose text PostgreSQL writes otherwise than orjson (floats, JSON, intervals, arrays,
 custom types), a relationship expanded that is neither a plain one-to-many nor a plain
-many-to-one of the page's own items, or one joined by a condition of its own, or a model
-at two levels of the document. The Python path's rule "an object shown already is given
-again as its key" then applies to the many-to-ones of the page only: a plain one-to-many
-whose model appears at one level can show no object twice, and a many-to-one of the
-page's items shows its object at the first item (in the page's order) that points to it,
-its key at the others (``row_number()`` over the items of each key).
+many-to-one or many-to-many of the page's own items, one joined by a condition of its
+own, a model at two levels of the document, or a nested object's relationship whose
+owner's column no declared index begins with. The Python path's rule "an object shown
+already is given again as its key" then applies to the page's relationships only: a plain
+one-to-many whose model appears at one level can show no object twice, and a many-to-one
+or a many-to-many of the page's items shows each object at its first place in the
+document (the page's order, then the relationship's), its key at the others
+(``row_number()`` over the places of each key).
 """
 
 from __future__ import annotations
@@ -146,6 +149,8 @@ class Writer:
         # of the page to point to its target (an expression, 1 if so).
         self.top: ModelSpec | None = None
         self.first: dict[str, Expr] = {}
+        # The lists of the page's items: the row's list, written (NULL if empty).
+        self.written: dict[str, Expr] = {}
 
     def check_tree(self, spec: ModelSpec, depth: int) -> None:
         """Raise :class:`Unsupported` unless every object shown is written as Python would."""
@@ -157,7 +162,7 @@ class Writer:
             return
         for relation, target, _local in self.reader.plan(spec).relations:
             if not (relation.one_to_many and relation.reach is not None
-                    or top and _parent(relation)):
+                    or top and (_parent(relation) or _shared(relation))):
                 raise Unsupported(relation.key)
             self.check_tree(target, depth - 1)
         if any(n > 1 for n in self.levels.values()):
@@ -168,6 +173,75 @@ class Writer:
         if depth == 0:
             return []
         return [r for r, _target, _local in self.reader.plan(spec).relations if _parent(r)]
+
+    def lists(self, spec: ModelSpec) -> list[tuple[RelationSpec, ModelSpec]]:
+        """The lists of the page's items (one-to-many, many-to-many): keys or objects."""
+        return [(r, target) for r, target, _local in self.reader.plan(spec).relations
+                if r.many and r.reach is not None]
+
+    def targets(self, relation: RelationSpec, target: ModelSpec
+                ) -> tuple[t.Any, tuple[sa.FromClause, Expr] | None, Expr, list[t.Any]]:
+        """How the targets of ``relation`` are found by their owner's key.
+
+        ``(alias, secondary, owner, order)``: the targets' alias, the association table
+        joined to it (its alias and the join's condition) or ``None``, the column holding
+        the owner's key (on the targets or on the association table), and the list's order.
+        """
+        reach = relation.reach
+        if reach is None or len(reach.owner) != 1 or len(target.pk) != 1:
+            raise Unsupported(relation.key)
+        alias = aliased(target.model)
+        adapt = ClauseAdapter(sa.inspect(alias).selectable)
+        secondary: tuple[sa.FromClause, Expr] | None = None
+        owner: Expr | None
+        if reach.secondary is None:
+            if reach.owner_keys is None:
+                raise Unsupported(relation.key)
+            owner = getattr(alias, reach.owner_keys[0])
+        else:
+            table = reach.secondary.alias()
+            assert reach.onclause is not None
+            secondary = (table, ClauseAdapter(table).chain(adapt).traverse(reach.onclause))
+            owner = table.corresponding_column(
+                t.cast("KeyedColumnElement[t.Any]", reach.owner[0]))
+            if owner is None:
+                raise Unsupported(relation.key)
+        order = [adapt.traverse(c) for c in relation.order_by] or [
+            getattr(alias, c.key) for c in target.pk]
+        return alias, secondary, owner, order
+
+    def places(self, relation: RelationSpec, target: ModelSpec, depth: int, rows: sa.CTE,
+               owner_key: Expr) -> sa.Subquery:
+        """A list of each of the page's ``rows``, one row per item whose list is not empty.
+
+        A join of the page's rows to the targets, grouped by row: the planner searches an
+        index of the owner's column when there is one and reads the table once when there is
+        none, where a subquery per row would read it once per row. A target of a
+        many-to-many is found at every place it has in the document, numbered by the
+        page's position then the relationship's order: its object at the first, its key
+        after. Columns: ``pos`` (the item's position) and ``json`` (``[...]``).
+        """
+        alias, secondary, owner, order = self.targets(relation, target)
+        key_column = target.pk[0]
+        key = getattr(alias, key_column.key)
+        pos = rows.c.api_pos
+        element = _raw_json(key_column, key)
+        if secondary is None:
+            joined = rows.join(alias, owner == owner_key)
+        else:
+            joined = rows.join(secondary[0], owner == owner_key).join(alias, secondary[1])
+        if depth > 0:
+            found_once = self.obj(target, depth - 1, functools.partial(getattr, alias))
+            if relation.one_to_many:  # one owner each: every target is shown once
+                element = found_once
+            else:  # the places of each target, numbered: a window, then the lists
+                first = sa.func.row_number().over(partition_by=key, order_by=[pos, *order])
+                found = sa.select(
+                    pos.label("pos"), sa.case((first == 1, found_once), else_=element).label("doc"),
+                    sa.func.row_number().over(partition_by=pos, order_by=order).label("ord"),
+                ).select_from(joined).subquery()
+                return _lists(found.c.pos, found.c.doc, [found.c.ord], found)
+        return _lists(pos, element, order, joined)
 
     def obj(self, spec: ModelSpec, depth: int, col: Column) -> Expr:
         """The JSON object of the row whose columns ``col`` gives, ``depth`` levels deep."""
@@ -187,6 +261,9 @@ class Writer:
                 inline.append((relation.key, _raw_json(local_column, col(local_column.key))))
             elif spec is self.top and relation.key in self.first:
                 linked.append((relation.key, self.parent(spec, relation, target, depth, col)))
+            elif spec is self.top and relation.key in self.written:
+                linked.append((relation.key, sa.func.coalesce(self.written[relation.key],
+                                                              _lit("[]"))))
             else:
                 linked.append((relation.key, self.related(spec, relation, target, depth, col)))
         for at, (name, value) in enumerate([*fields, *inline, *linked]):
@@ -213,32 +290,17 @@ class Writer:
 
     def related(self, spec: ModelSpec, relation: RelationSpec, target: ModelSpec, depth: int,
                 col: Column) -> Expr:
-        """A relationship of the row: its targets' keys (depth 0) or objects, as JSON."""
+        """A relationship of the row: its targets' keys (depth 0) or objects, as JSON.
+
+        A subquery per row, hence only on an indexed owner's column (:func:`_indexed`):
+        without an index it would read the whole table once per row.
+        """
         reach = relation.reach
-        if reach is None or len(target.pk) != 1:
+        if reach is None or not _indexed(reach.owner[0]):
             raise Unsupported(relation.key)
-        alias = aliased(target.model)
-        selectable = sa.inspect(alias).selectable
-        adapt = ClauseAdapter(selectable)
-        parent_key = col(spec.pk[0].key)
-        where: list[Expr]
-        if reach.secondary is None:
-            if reach.owner_keys is None:
-                raise Unsupported(relation.key)
-            where = [getattr(alias, reach.owner_keys[0]) == parent_key]
-            joins: list[tuple[t.Any, Expr]] = []
-        else:
-            secondary = reach.secondary.alias()
-            adapt_both = ClauseAdapter(secondary).chain(adapt)
-            assert reach.onclause is not None
-            joins = [(secondary, adapt_both.traverse(reach.onclause))]
-            owner = secondary.corresponding_column(
-                t.cast("KeyedColumnElement[t.Any]", reach.owner[0]))
-            if owner is None:
-                raise Unsupported(relation.key)
-            where = [owner == parent_key]
-        order = [adapt.traverse(c) for c in relation.order_by] or [
-            getattr(alias, c.key) for c in target.pk]
+        alias, secondary, owner, order = self.targets(relation, target)
+        joins = [secondary] if secondary is not None else []
+        where = [owner == col(spec.pk[0].key)]
         key_column = target.pk[0]
         if depth == 0:
             element = _raw_json(key_column, getattr(alias, key_column.key))
@@ -278,19 +340,28 @@ def page_statement(reader: Reader, spec: ModelSpec, criteria: t.Sequence[Expr],
              .offset(sa.bindparam("api_offset", type_=sa.BigInteger))
              .subquery("api_page"))
 
-    source: sa.Subquery = inner
+    source: sa.Subquery | sa.CTE = inner
+    joined: sa.FromClause = inner
     # The rows come in the page's order (PostgreSQL aggregates a sorted subquery's rows in
     # that order, as PostgREST relies on), numbered as they come.
     position: Expr = sa.func.row_number().over()
     parents = writer.parents(spec, depth)
-    if parents:  # each row says whether it is the first of the page to show each parent
-        numbered = sa.select(*inner.c, position.label("api_pos")).subquery("api_numbered")
-        source = sa.select(*numbered.c, *[
-            sa.func.row_number().over(
-                partition_by=numbered.c[f"c{plan.index[r.local_key[0]]}"],  # type: ignore[index]
-                order_by=numbered.c.api_pos).label(f"f{i}")
-            for i, r in enumerate(parents)]).subquery("api_flagged")
-        writer.first = {r.key: source.c[f"f{i}"] for i, r in enumerate(parents)}
+    lists = writer.lists(spec)
+    if parents or lists:  # each row's position, to join each row's lists and parents
+        numbered = sa.select(*inner.c, position.label("api_pos")).cte("api_numbered")
+        source = joined = numbered
+        if parents:  # whether the row is the first of the page to show each parent
+            source = joined = sa.select(*numbered.c, *[
+                sa.func.row_number().over(
+                    partition_by=numbered.c[f"c{plan.index[r.local_key[0]]}"],  # type: ignore[index]
+                    order_by=numbered.c.api_pos).label(f"f{i}")
+                for i, r in enumerate(parents)]).subquery("api_flagged")
+            writer.first = {r.key: source.c[f"f{i}"] for i, r in enumerate(parents)}
+        owner_key = numbered.c[f"c{plan.index[spec.pk[0].key]}"]
+        for i, (relation, target) in enumerate(lists):
+            places = writer.places(relation, target, depth, numbered, owner_key).alias(f"api_l{i}")
+            joined = joined.outerjoin(places, places.c.pos == source.c.api_pos)
+            writer.written[relation.key] = places.c.json
         position = source.c.api_pos
 
     def col(name: str) -> Expr:
@@ -299,10 +370,10 @@ def page_statement(reader: Reader, spec: ModelSpec, criteria: t.Sequence[Expr],
     document = writer.obj(spec, depth, col)
     sorted_by = [col(c.key).label(f"o{i}") for i, (c, _d) in enumerate(order)]
     rows = sa.select(position.label("rn"), document.label("doc"),
-                     *sorted_by).select_from(source).subquery("api_rows")
+                     *sorted_by).select_from(joined).subquery("api_rows")
     shown = sa.bindparam("api_shown", type_=sa.Integer)
-    # The windows of the parents sort the rows otherwise: the items are then put in order.
-    separator = aggregate_order_by(_lit(","), rows.c.rn) if parents else _lit(",")
+    # The windows and joins of shared objects sort the rows otherwise: put them in order.
+    separator = aggregate_order_by(_lit(","), rows.c.rn) if parents or lists else _lit(",")
     items = sa.func.string_agg(rows.c.doc, separator).filter(rows.c.rn <= shown)
     last = [sa.type_coerce(_first(rows.c[f"o{i}"], rows.c.rn == shown), c.attr.type)
             for i, (c, _d) in enumerate(order)]
@@ -313,6 +384,29 @@ def _parent(relation: RelationSpec) -> bool:
     """A plain many-to-one: one object, found by the one column of the row holding its key."""
     return (not relation.many and relation.reach is None
             and relation.local_key is not None and len(relation.local_key) == 1)
+
+
+def _lists(pos: Expr, element: Expr, order: t.Sequence[t.Any], source: sa.FromClause
+           ) -> sa.Subquery:
+    """``pos`` and ``json``: the ``[...]`` of the elements of each position, in ``order``."""
+    aggregate = sa.func.string_agg(element, aggregate_order_by(_lit(","), *order))
+    return (sa.select(pos.label("pos"), _cat(_lit("["), aggregate, _lit("]")).label("json"))
+            .select_from(source).group_by(pos).subquery())
+
+
+def _indexed(column: t.Any) -> bool:
+    """Whether an index of ``column``'s table (declared in the models) begins with it."""
+    table = column.table
+    unique = [c for c in table.constraints if isinstance(c, sa.UniqueConstraint)]
+    firsts = [next(iter(c.columns), None) for c in (table.primary_key, *table.indexes, *unique)]
+    return any(first is not None and first.name == column.name for first in firsts)
+
+
+def _shared(relation: RelationSpec) -> bool:
+    """A plain many-to-many: its targets found by the parent's key in an association table."""
+    reach = relation.reach
+    return (relation.many and not relation.one_to_many and reach is not None
+            and reach.secondary is not None and reach.onclause is not None)
 
 
 def _first(value: Expr, where: Expr) -> Expr:
