@@ -33,7 +33,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from flasker.models import Model
 from flasker.project import Project
-from flasker.util.csv import load_csv
+from flasker.util.csvload import load_csv
 
 if t.TYPE_CHECKING:
     from .__main__ import Context

@@ -25,7 +25,7 @@ from .conftest import FLASKER, SECRET, write_project
 #: too: 'flasker --help' answers before Flask is imported, as the benchmark's figure says.
 HEAVY = ("sqlalchemy", "sqlalchemy.orm", "celery", "kombu", "alembic", "flask", "werkzeug",
          "flasker.project", "flasker.models", "flasker.db", "flasker.tasks", "flasker.util.cache",
-         "flasker.util.csv")
+         "flasker.util.csv", "flasker.util.csvload")
 
 
 def run_flasker(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess[str], set[str]]:

@@ -26,7 +26,7 @@ from flasker.util.convert import (
     to_time,
     to_uuid,
 )
-from flasker.util.csv import load_csv
+from flasker.util.csvload import load_csv
 
 from .conftest import unique_package, write_project
 

@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from flasker import Project
 from flasker.util import CSVError, SmartDictReader
 from flasker.util.convert import guess
-from flasker.util.csv import RowError, converter, load_csv
+from flasker.util.csv import RowError, converter
+from flasker.util.csvload import load_csv
 
 from .conftest import unique_package
 

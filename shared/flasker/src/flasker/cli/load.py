@@ -11,7 +11,8 @@ from pathlib import Path
 import click
 
 from ..project import Project
-from ..util.csv import CSVError, LoadError, LoadResult, count_lines, load_csv
+from ..util.csv import CSVError
+from ..util.csvload import LoadError, LoadResult, count_lines, load_csv
 from .context import pass_project
 
 if t.TYPE_CHECKING:

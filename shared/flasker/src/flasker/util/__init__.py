@@ -11,7 +11,7 @@ if t.TYPE_CHECKING:
     from .cache import stored_property as stored_property
     from .csv import CSVError as CSVError
     from .csv import SmartDictReader as SmartDictReader
-    from .csv import load_csv as load_csv
+    from .csvload import load_csv as load_csv
     from .dicts import Dict as Dict
     from .json_data import Jsonifiable as Jsonifiable
     from .json_data import to_json_data as to_json_data
@@ -39,7 +39,7 @@ _MODULES = {
     "Jsonifiable": ".json_data",
     "Loggable": ".logging",
     "SmartDictReader": ".csv",
-    "load_csv": ".csv",
+    "load_csv": ".csvload",
     "stored_property": ".cache",
     "to_json_data": ".json_data",
 }

@@ -13,7 +13,7 @@ columns are NULL.
 
 Sending the text as it is stays safe because the database parses it: a spelling it
 would read otherwise than Python (``1e-400``) is refused, and the load that
-streamed it starts over by batches in savepoints (see :func:`flasker.util.csv.load_csv`).
+streamed it starts over by batches in savepoints (see :func:`flasker.util.csvload.load_csv`).
 """
 
 from __future__ import annotations
