@@ -34,6 +34,8 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.elements import BinaryExpression
+from sqlalchemy.sql.operators import eq
 from sqlalchemy.sql.util import ClauseAdapter
 
 if t.TYPE_CHECKING:
@@ -225,6 +227,12 @@ class Writer:
         key_column = target.pk[0]
         key = getattr(alias, key_column.key)
         pos = rows.c.api_pos
+        through = _through(relation, target, secondary[0]) if secondary is not None else None
+        if depth == 0 and not relation.order_by and through is not None:
+            # Keys in the key's order: the association table has them, without the targets.
+            assert secondary is not None
+            return _lists(pos, _raw_json(key_column, through), [through],
+                          rows.join(secondary[0], owner == owner_key))
         element = _raw_json(key_column, key)
         if secondary is None:
             joined = rows.join(alias, owner == owner_key)
@@ -392,6 +400,22 @@ def _lists(pos: Expr, element: Expr, order: t.Sequence[t.Any], source: sa.FromCl
     aggregate = sa.func.string_agg(element, aggregate_order_by(_lit(","), *order))
     return (sa.select(pos.label("pos"), _cat(_lit("["), aggregate, _lit("]")).label("json"))
             .select_from(source).group_by(pos).subquery())
+
+
+def _through(relation: RelationSpec, target: ModelSpec, table: sa.FromClause) -> Expr | None:
+    """The column of the association ``table`` (an alias) that holds the targets' keys.
+
+    ``None`` unless the association is joined to the targets by ``key == column`` alone.
+    """
+    reach = relation.reach
+    clause = reach.onclause if reach is not None else None
+    if reach is None or not isinstance(clause, BinaryExpression) or clause.operator is not eq:
+        return None
+    key = sa.inspect(target.model).primary_key[0]
+    for mine, theirs in ((clause.left, clause.right), (clause.right, clause.left)):
+        if theirs is key and getattr(mine, "table", None) is reach.secondary:
+            return table.corresponding_column(t.cast("KeyedColumnElement[t.Any]", mine))
+    return None
 
 
 def _indexed(column: t.Any) -> bool:
