@@ -66,6 +66,7 @@ class TextPage:
     count: int
     has_more: bool
     last_order: tuple[t.Any, ...] | None
+    total: int | None = None  # the collection's count, when asked for
 
 
 def _lit(text: str) -> Expr:
@@ -329,14 +330,15 @@ class Writer:
 
 
 def page_statement(reader: Reader, spec: ModelSpec, criteria: t.Sequence[Expr],
-                   order: t.Sequence[tuple[ColumnSpec, bool]], order_by: t.Sequence[t.Any]
-                   ) -> sa.Select[t.Any]:
+                   order: t.Sequence[tuple[ColumnSpec, bool]], order_by: t.Sequence[t.Any],
+                   total: sa.Select[t.Any] | None = None) -> sa.Select[t.Any]:
     """The SELECT of a page's items as one JSON text; :class:`Unsupported` if it cannot be.
 
     Parameters: ``api_limit`` (the page's size plus one, to know whether more follow),
     ``api_offset`` and ``api_shown`` (the page's size). It gives one row: the items'
-    objects joined by commas, the number of rows read, then the sort values of the last
-    item shown when more follow (for the cursor).
+    objects joined by commas, the number of rows read, the result of ``total`` (a count of
+    the collection) if given, then the sort values of the last item shown when more follow
+    (for the cursor).
     """
     writer = Writer(reader)
     depth = reader.read.depth
@@ -385,7 +387,8 @@ def page_statement(reader: Reader, spec: ModelSpec, criteria: t.Sequence[Expr],
     items = sa.func.string_agg(rows.c.doc, separator).filter(rows.c.rn <= shown)
     last = [sa.type_coerce(_first(rows.c[f"o{i}"], rows.c.rn == shown), c.attr.type)
             for i, (c, _d) in enumerate(order)]
-    return sa.select(sa.func.coalesce(items, _lit("")), sa.func.count(), *last)
+    counted = [] if total is None else [total.scalar_subquery()]
+    return sa.select(sa.func.coalesce(items, _lit("")), sa.func.count(), *counted, *last)
 
 
 def _parent(relation: RelationSpec) -> bool:
@@ -441,26 +444,26 @@ def _first(value: Expr, where: Expr) -> Expr:
 
 def sql_page(reader: Reader, spec: ModelSpec, criteria: t.Sequence[Expr],
              order: t.Sequence[tuple[ColumnSpec, bool]], order_by: t.Sequence[t.Any],
-             limit: int, offset: int, reusable: bool, params: dict[str, t.Any] | None = None
-             ) -> TextPage | None:
+             limit: int, offset: int, reusable: bool, params: dict[str, t.Any] | None = None,
+             total: sa.Select[t.Any] | None = None) -> TextPage | None:
     """A page written by PostgreSQL, in one statement; ``None`` if the Python path must read it.
 
     ``reusable`` says the statement holds no value of this request (no filter; a key given
     as a parameter, in ``params``), so that it is built once for all requests of the same
-    shape.
+    shape. ``total``, a count of the collection, is run by the same statement (one snapshot).
     """
     if not reader.arrays or reader.options:  # not PostgreSQL, or a scope of this request
         return None
 
     def build() -> sa.Select[t.Any] | object:
         try:
-            return page_statement(reader, spec, criteria, order, order_by)
+            return page_statement(reader, spec, criteria, order, order_by, total)
         except Unsupported:
             return _UNWRITABLE
 
     if reusable:  # made once, or found unwritable once, for every request of this shape
         shape = ("sqljson", _signature(reader, spec, reader.read.depth),
-                 tuple((c.key, d) for c, d in order), tuple(params or ()))
+                 tuple((c.key, d) for c, d in order), tuple(params or ()), total is not None)
         stmt = spec.statement(shape, build)
     else:
         stmt = build()
@@ -471,7 +474,9 @@ def sql_page(reader: Reader, spec: ModelSpec, criteria: t.Sequence[Expr],
                **(params or {})}).one()
     count = row[1]
     has_more = count > limit
-    return TextPage(row[0], min(count, limit), has_more, tuple(row[2:]) if has_more else None)
+    last = 2 if total is None else 3
+    return TextPage(row[0], min(count, limit), has_more,
+                    tuple(row[last:]) if has_more else None, None if total is None else row[2])
 
 
 def one_object(reader: Reader, spec: ModelSpec, key: t.Any) -> bytes | None | Unsupported:

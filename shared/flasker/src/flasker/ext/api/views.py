@@ -334,21 +334,24 @@ class Endpoints:
               extra: list[sa.ColumnElement[bool]]) -> Response:
         options = access.options()
         criteria = [*read.criteria, *extra]
-        total = None
+        total = counting = None
         if read.total:
             def count() -> sa.Select[t.Any]:
                 counted = sa.select(*spec.pk_attrs).where(*criteria).subquery()
                 return sa.select(sa.func.count()).select_from(counted).options(*options)
 
-            # On the session's connection, as the reader's selects: compiled by the ORM (for
-            # the scopes), without the ORM's result handling.
-            stmt = count() if criteria or options else spec.statement(("count",), count)
-            total = self.db.connection().execute(stmt).scalar()
+            counting = count() if criteria or options else spec.statement(("count",), count)
         reader = Reader(self.db, access, read, options, access.scoped)
         window = [*read.window(), *extra]
+        # The SQL path counts in its page's statement; the Python path's count comes first.
         written = (sql_page(reader, spec, window, read.order, read.order_by(), read.limit,
-                            read.offset, not window) if self.sql_json else None)
+                            read.offset, not window, total=counting) if self.sql_json else None)
+        if written is None and counting is not None:
+            # On the session's connection, as the reader's selects: compiled by the ORM (for
+            # the scopes), without the ORM's result handling.
+            total = self.db.connection().execute(counting).scalar()
         if written is not None:
+            total = written.total
             items = b"[" + written.items.encode() + b"]"
             has_more, last_order = written.has_more, written.last_order
         else:
