@@ -118,9 +118,22 @@ def served(api: Project) -> t.Iterator[str]:
     yield from serve(api.app)
 
 
-@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-def test_schemathesis_finds_no_server_error_nor_schema_violation(
-        served: str, mode: GenerationMode) -> None:
+def test_schemathesis_valid_requests_find_no_server_error_nor_schema_violation(
+        served: str) -> None:
+    """Valid requests, on each database: their answers read the tables."""
+    _schemathesis_finds_nothing(served, GenerationMode.POSITIVE)
+
+
+# Invalid requests are refused by the parsers before any statement runs: one database, the
+# stack's: a run takes about 6 minutes in CI, nearly all of it hypothesis drawing from the
+# long filter patterns.
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_schemathesis_invalid_requests_find_no_server_error_nor_schema_violation(
+        served: str) -> None:
+    _schemathesis_finds_nothing(served, GenerationMode.NEGATIVE)
+
+
+def _schemathesis_finds_nothing(served: str, mode: GenerationMode) -> None:
     schema = schemathesis.openapi.from_url(f"{served}/api/openapi.json")
     operations = [t.cast(t.Any, result).ok() for result in schema.get_all_operations()]
     assert len(operations) > 30

@@ -344,8 +344,9 @@ def test_outages_are_told_from_bugs_by_real_errors(make: t.Callable[..., Project
     ("TASK_RETRY_MAX", "-1", "'PROJECT.TASK_RETRY_MAX' has value -1 .* at least 0"),
     ("TASK_RETRY_MAX", "many", "'PROJECT.TASK_RETRY_MAX' has value 'many' .*Not an integer"),
     ("TASK_RETRY_BACKOFF", "soon", "'PROJECT.TASK_RETRY_BACKOFF' has value 'soon'"),
-    ("TASK_RETRY_BACKOFF_MAX", "0.1", "'PROJECT.TASK_RETRY_BACKOFF_MAX' \\(0.1\\) is less than"
-                                      " 'PROJECT.TASK_RETRY_BACKOFF' \\(2\\)"),
+    ("TASK_RETRY_BACKOFF_MAX", "0.1", "'PROJECT.TASK_RETRY_BACKOFF_MAX' \\(0.1, .*default.cfg:4\\)"
+                                      " is less than 'PROJECT.TASK_RETRY_BACKOFF'"
+                                      " \\(2, built-in default\\)"),
 ])
 def test_a_bad_outage_option_stops_start_up(tmp_path: Path, key: str, value: str,
                                             message: str) -> None:

@@ -27,7 +27,7 @@ from flask import Blueprint, Flask, Response, has_request_context, render_templa
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
-from .config import PROJECT, Config, ConfigError
+from .config import DEFAULT, PROJECT, Config, ConfigError, Source
 from .db import release_session
 from .problem import problem_response, wants_problem
 from .util.logging import one_line
@@ -179,19 +179,25 @@ def outage_policy(config: Config) -> OutagePolicy:
         task_retry_backoff=float(config.get(PROJECT, "TASK_RETRY_BACKOFF")),
         task_retry_backoff_max=float(config.get(PROJECT, "TASK_RETRY_BACKOFF_MAX")),
     )
+
+    def source(key: str) -> Source:
+        return config.source_of(PROJECT, key) or DEFAULT
+
     for key, value, minimum in (("RETRY_AFTER", policy.retry_after, 1),
                                 ("TASK_RETRY_MAX", policy.task_retry_max, 0),
                                 ("TASK_RETRY_BACKOFF", policy.task_retry_backoff, 0),
                                 ("TASK_RETRY_BACKOFF_MAX", policy.task_retry_backoff_max, 0)):
         if value < minimum:
             raise ConfigError(
-                f"Config 'PROJECT.{key}' has value {value!r} ({config.source_of(PROJECT, key)})."
+                f"Config 'PROJECT.{key}' has value {value!r} ({source(key)})."
                 f" It must be at least {minimum}."
             )
     if policy.task_retry_backoff_max < policy.task_retry_backoff:
+        # Either may be the one set wrong: each is named with where it comes from.
         raise ConfigError(
-            f"Config 'PROJECT.TASK_RETRY_BACKOFF_MAX' ({policy.task_retry_backoff_max:g}) is less"
-            f" than 'PROJECT.TASK_RETRY_BACKOFF' ({policy.task_retry_backoff:g}): the longest"
+            f"Config 'PROJECT.TASK_RETRY_BACKOFF_MAX' ({policy.task_retry_backoff_max:g},"
+            f" {source('TASK_RETRY_BACKOFF_MAX')}) is less than 'PROJECT.TASK_RETRY_BACKOFF'"
+            f" ({policy.task_retry_backoff:g}, {source('TASK_RETRY_BACKOFF')}): the longest"
             " wait between two tries cannot be shorter than the first one; raise it."
         )
     return policy
