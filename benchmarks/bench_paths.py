@@ -24,9 +24,9 @@ import typing as t
 
 import sqlalchemy as sa
 
-from flasker import Project
 from flasker.ext.api.views import Endpoints
-from flasker.project import prepare_import
+
+from .api.servers import flasker_project
 
 if t.TYPE_CHECKING:
     from .__main__ import Context
@@ -73,19 +73,6 @@ TAGS_PER_PET = 3
 ROUNDS = 5
 
 
-def _project(ctx: Context) -> Project:
-    root = ctx.tmp / "paths-project"
-    (root / "bench_paths_app").mkdir(parents=True)
-    (root / "bench_paths_app" / "__init__.py").write_text("")
-    (root / "bench_paths_app" / "models.py").write_text(MODELS)
-    (root / "default.cfg").write_text(
-        "[PROJECT]\nNAME = paths\nMODULES = bench_paths_app.models\nLOG_LEVEL = WARNING\n"
-        f"DB_URL = {ctx.pg_url}\n[APP]\nSECRET_KEY = bench-0123456789abcdef0123456789abcdef\n"
-        "[API]\nMAX_PAGE_SIZE = 10000\nMAX_DEPTH = 1\n")
-    prepare_import(root)
-    return Project(root / "default.cfg")
-
-
 def _seed(engine: sa.Engine, pets: int) -> None:
     statements = [
         "TRUNCATE paths_pet_tags, paths_pets, paths_owners, paths_tags",
@@ -123,7 +110,8 @@ def _time(client: t.Any, url: str, sql_json: bool, requests: int) -> tuple[float
 
 
 def run(ctx: Context) -> list[dict[str, t.Any]]:
-    project = _project(ctx)
+    project = flasker_project(ctx.pg_url, str(ctx.tmp / "paths-project"), "bench_paths_app",
+                              MODELS)
     results: list[dict[str, t.Any]] = []
     try:
         project.metadata.create_all(project.engine)

@@ -38,6 +38,8 @@ from sqlalchemy.orm import (
 if t.TYPE_CHECKING:
     from collections.abc import Callable
 
+    from flasker import Project
+
 FLASKER_MODELS = '''
 from flasker import current_project
 from flasker.ext.api import APIManager
@@ -105,23 +107,30 @@ def count_statements(app: Flask, engine: sa.Engine | None, counter: list[int] | 
         return response
 
 
-def flasker_app(url: str, folder: str) -> tuple[Flask, sa.Engine]:
+def flasker_project(url: str, folder: str, package: str = "bench_api_app",
+                    models: str = FLASKER_MODELS) -> Project:
+    """A flasker project in ``folder`` whose package ``package`` holds ``models``: its API
+    serves pages of up to 10,000 items at depth 0 or 1."""
     from pathlib import Path
 
     from flasker import Project
     from flasker.project import prepare_import
 
     root = Path(folder)
-    (root / "bench_api_app").mkdir(parents=True, exist_ok=True)
-    (root / "bench_api_app" / "__init__.py").write_text("")
-    (root / "bench_api_app" / "models.py").write_text(FLASKER_MODELS)
+    (root / package).mkdir(parents=True, exist_ok=True)
+    (root / package / "__init__.py").write_text("")
+    (root / package / "models.py").write_text(models)
     (root / "default.cfg").write_text(
-        "[PROJECT]\nNAME = bench\nMODULES = bench_api_app.models\nLOG_LEVEL = WARNING\n"
+        f"[PROJECT]\nNAME = {package}\nMODULES = {package}.models\nLOG_LEVEL = WARNING\n"
         f"DB_URL = {url}\n[APP]\nSECRET_KEY = bench-0123456789abcdef0123456789abcdef\n"
         "[API]\nMAX_PAGE_SIZE = 10000\nMAX_DEPTH = 1\n"
     )
     prepare_import(root)
-    project = Project(root / "default.cfg")
+    return Project(root / "default.cfg")
+
+
+def flasker_app(url: str, folder: str) -> tuple[Flask, sa.Engine]:
+    project = flasker_project(url, folder)
     return project.app, project.engine
 
 

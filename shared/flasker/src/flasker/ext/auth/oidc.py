@@ -296,6 +296,7 @@ class OIDCClient:
         if state:
             data = framework.get_state_data(session, state)
             framework.clear_state_data(session, state)
+        next_url = str(data.get("next") or "/") if data else None
         try:
             if args.get("error"):
                 raise Refusal("provider_error",
@@ -303,9 +304,9 @@ class OIDCClient:
             if not data or not data.get("nonce") or not data.get("code_verifier"):
                 raise Refusal("state_mismatch", "no pending sign-in of this session has this"
                               " state (unknown, already used, expired or from another browser)")
-            return self._complete(args, data), str(data.get("next") or "/")
+            return self._complete(args, data), next_url or "/"
         except Refusal as refusal:  # the refusal page's retry goes where the sign-in was to
-            refusal.next_url = str(data.get("next") or "/") if data else None
+            refusal.next_url = next_url
             raise
 
     def _complete(self, args: Mapping[str, str], data: dict[str, t.Any]) -> Identity:
